@@ -1,3 +1,25 @@
-"""quantgpt: quantization-aware training with token-level contrastive distillation (ACL 2022)."""
+"""quantgpt: quantization-aware training with token-level contrastive distillation (ACL 2022).
+
+The public API: `QuantConfig` and `BitWidths` describe a quantization, `quantize_model` prepares a
+Transformers model in place (fake quantization for training), `model.save_pretrained(dir)` saves it
+and `load_quantized(dir)` brings it back; `model_size` gives the paper's size accounting.
+"""
+
+from .config import BitWidths, ConfigError, QuantConfig
+from .convert import quantize_model, quantizer_parameters
+from .serialization import CheckpointError, load_quantized
+from .size import load_model_config, model_size
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BitWidths",
+    "CheckpointError",
+    "ConfigError",
+    "QuantConfig",
+    "load_model_config",
+    "load_quantized",
+    "model_size",
+    "quantize_model",
+    "quantizer_parameters",
+]

@@ -1,0 +1,82 @@
+"""LAQ, loss-aware quantization (Hou and Kwok 2017, 2018), a baseline (SPEC section 6)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import WeightQuantizer, grid_levels
+
+_EPS = 1e-8
+
+
+class LAQQuantizer(WeightQuantizer):
+    """Loss-aware quantization by an approximate proximal Newton step with a diagonal Hessian D.
+
+    Where D comes from: the training loop reads the optimizer's second-moment estimate of this
+    weight (Adam's bias-corrected `exp_avg_sq`, v) after each step and hands it over with
+    `set_curvature(v)`; D = sqrt(v) + eps, as in LAQ with Adam. Before the first step D = 1.
+
+    In training mode each forward pass alternates, `iterations` times,
+        b = nearest grid point of w / alpha            (ternary: b_i = sign(w_i) 1[|w_i| > alpha / 2])
+        alpha = sum(D w b) / sum(D b b)                 (weighted least squares)
+    For ternary b, sum(D w b) / sum(D b b) = ||D w b||_1 / ||D b||_1, SPEC's formula; for more bits
+    the least-squares form is its generalization. Then b is taken once more for the final alpha, which
+    is kept in the buffer `alpha` so that evaluation and the packed export reproduce the training
+    forward without the optimizer. The weight gets the straight-through gradient.
+    """
+
+    def __init__(self, bits: int, per_row: bool = False, rows: int | None = None, iterations: int = 2) -> None:
+        super().__init__(bits, per_row, rows)
+        self.iterations = iterations
+        self.register_buffer("alpha", torch.zeros(self.parameter_shape()))
+        self._curvature: torch.Tensor | None = None
+
+    def set_curvature(self, second_moment: torch.Tensor | None) -> None:
+        """Take the optimizer's second-moment estimate v of the weight; D = sqrt(v) + eps."""
+        self._curvature = None if second_moment is None else second_moment.detach().sqrt() + _EPS
+
+    def _grid(self, w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        k = grid_levels(self.bits)
+        return torch.round(w / alpha * k).clamp(-k, k) / k
+
+    def _sum(self, t: torch.Tensor) -> torch.Tensor:
+        return t.sum(dim=tuple(range(1, t.dim())), keepdim=True) if self.per_row else t.sum()
+
+    @torch.no_grad()
+    def solve(self, w: torch.Tensor, curvature: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the alternating solver from a D-weighted mean |w|; returns (and stores) alpha."""
+        d = torch.ones_like(w) if curvature is None else curvature
+        alpha = (self._sum(d * w.abs()) / self._sum(d)).clamp_min(_EPS)
+        for _ in range(self.iterations):
+            b = self._grid(w, alpha)
+            denominator = self._sum(d * b * b)
+            alpha = torch.where(denominator > 0, self._sum(d * w * b) / denominator.clamp_min(_EPS), alpha)
+            alpha = alpha.clamp_min(_EPS)
+        self.alpha.copy_(alpha.reshape(self.alpha.shape))
+        return alpha
+
+    @torch.no_grad()
+    def initialize(self, w: torch.Tensor) -> None:
+        self.solve(w)
+
+    def _current_alpha(self, w: torch.Tensor) -> torch.Tensor:
+        if self.training or not bool((self.alpha > 0).all()):
+            return self.solve(w.detach(), self._curvature)
+        return self.alpha
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        alpha = self._current_alpha(w)
+        w_q = alpha * self._grid(w.detach(), alpha)
+        return w + (w_q - w).detach()
+
+    @torch.no_grad()
+    def codes(self, w: torch.Tensor):
+        alpha = self.alpha if bool((self.alpha > 0).all()) else self.solve(w)
+        k = grid_levels(self.bits)
+        codes = torch.round(w / alpha * k).clamp(-k, k).to(torch.int8)
+        return codes, alpha / k, None
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, iterations={self.iterations}"
+
+
