@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import round_to_grid
+from .base import straight_through, round_to_grid
 
 
 class ActivationQuantizer(nn.Module):
@@ -31,7 +31,7 @@ class ActivationQuantizer(nn.Module):
         return torch.round((x - low) / step) * step + low
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + (self.fake_quantize(x) - x).detach()
+        return straight_through(x, self.fake_quantize(x))
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, symmetric={self.symmetric}"

@@ -53,3 +53,21 @@ class WeightQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, per_row={self.per_row}"
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, x_q):
+        return x_q.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out, None
+
+
+def straight_through(x: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+    """Returns x_q exactly, with the gradient passed to x unchanged (the STE).
+
+    `x + (x_q - x).detach()` is the usual idiom, but its float rounding puts values off the grid.
+    """
+    return _StraightThrough.apply(x, x_q.detach())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import WeightQuantizer, grid_levels
+from .base import straight_through, WeightQuantizer, grid_levels
 
 _EPS = 1e-8
 
@@ -20,7 +20,8 @@ class LAQQuantizer(WeightQuantizer):
         b = nearest grid point of w / alpha            (ternary: b_i = sign(w_i) 1[|w_i| > alpha / 2])
         alpha = sum(D w b) / sum(D b b)                 (weighted least squares)
     For ternary b, sum(D w b) / sum(D b b) = ||D w b||_1 / ||D b||_1, SPEC's formula; for more bits
-    the least-squares form is its generalization. Then b is taken once more for the final alpha, which
+    the least-squares form is its generalization. The solver starts from the previous step's alpha
+    (see `_start`). Then b is taken once more for the final alpha, which
     is kept in the buffer `alpha` so that evaluation and the packed export reproduce the training
     forward without the optimizer. The weight gets the straight-through gradient.
     """
@@ -42,11 +43,22 @@ class LAQQuantizer(WeightQuantizer):
     def _sum(self, t: torch.Tensor) -> torch.Tensor:
         return t.sum(dim=tuple(range(1, t.dim())), keepdim=True) if self.per_row else t.sum()
 
+    def _start(self, w: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Warm start from the last alpha (LAQ's solver carries alpha across steps); a cold start is the
+        D-weighted mean |w| for ternary (TWN-like) and max |w| for more bits (choice: starting a 4- or
+        8-bit grid at mean |w| clips most weights and the alternation stays in that local optimum)."""
+        if bool((self.alpha > 0).all()):
+            return self.alpha.clone()
+        if self.bits == 2:
+            return (self._sum(d * w.abs()) / self._sum(d)).clamp_min(_EPS)
+        magnitude = w.abs()
+        return (magnitude.amax(dim=tuple(range(1, w.dim())), keepdim=True) if self.per_row else magnitude.max()).clamp_min(_EPS)
+
     @torch.no_grad()
     def solve(self, w: torch.Tensor, curvature: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the alternating solver from a D-weighted mean |w|; returns (and stores) alpha."""
+        """Run the alternating solver `iterations` times from `_start`; returns (and stores) alpha."""
         d = torch.ones_like(w) if curvature is None else curvature
-        alpha = (self._sum(d * w.abs()) / self._sum(d)).clamp_min(_EPS)
+        alpha = self._start(w, d)
         for _ in range(self.iterations):
             b = self._grid(w, alpha)
             denominator = self._sum(d * b * b)
@@ -67,7 +79,7 @@ class LAQQuantizer(WeightQuantizer):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         alpha = self._current_alpha(w)
         w_q = alpha * self._grid(w.detach(), alpha)
-        return w + (w_q - w).detach()
+        return straight_through(w, w_q)
 
     @torch.no_grad()
     def codes(self, w: torch.Tensor):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import WeightQuantizer, grid_levels, round_to_grid
+from .base import straight_through, WeightQuantizer, grid_levels, round_to_grid
 
 
 class RoundToNearestQuantizer(WeightQuantizer):
@@ -18,7 +18,7 @@ class RoundToNearestQuantizer(WeightQuantizer):
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         alpha = self._alpha(w)
         w_q = alpha * round_to_grid(w.detach() / alpha, self.bits)
-        return w + (w_q - w).detach()
+        return straight_through(w, w_q)
 
     @torch.no_grad()
     def codes(self, w: torch.Tensor):
