@@ -1,0 +1,340 @@
+"""Next-utterance prediction as a training `Task`: double-head GPT-2 on Persona-Chat, scored by hits@1.
+
+A thin adapter over `personachat` (examples, double-head inputs, hits@1). Fine-tuning the teacher
+minimizes `lm_coef * L_lm + mc_coef * L_mc` (the reply's next-token NLL and the choice of the true
+reply among the candidates). Distillation (SPEC Eq. 4, 5; Appendix B.5) covers both heads: soft
+cross-entropy on the LM logits and on the multiple-choice logits, and the token-level contrastive
+loss on the last layer's hidden states.
+
+Which sequences are distilled (`distill_candidates`, a choice the paper leaves open):
+  * "true" (default): the true reply's sequence only, every real position (persona, history and
+    reply). The context is the same for every candidate and GPT-2 is causal, so the LM logits and
+    hidden states of the context positions are identical across candidates: distilling them N
+    times only re-weights the context against the reply. The distractors' reply positions are
+    texts the LM head is never trained on. And it keeps one `(B, L, V)` soft-max pair instead of N.
+  * "all": every candidate's sequence (`(B * N, L, ...)`), for comparison.
+The multiple-choice logits `(B, N)` are distilled over all candidates in both cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+from transformers import GPT2DoubleHeadsModel
+
+from quantgpt.tasks.errors import DataError
+from quantgpt.tasks.personachat import (
+    IGNORE_INDEX,
+    NUM_CANDIDATES,
+    PersonaChatDataset,
+    PersonaChatExample,
+    add_personachat_special_tokens,
+    collate_double_head,
+    evaluate_hits_at_1,
+    load_parlai_fixture,
+    load_personachat,
+)
+from quantgpt.tokenization import load_gpt2_tokenizer
+from quantgpt.training.task import DistillTargets, Task
+
+DISTILL_CANDIDATES = ("true", "all")
+# Split names of ParlAI's regression fixtures (5 examples with the official 20 candidates each).
+PARLAI_SPLITS = {"parlai-valid": "valid", "parlai-test": "test"}
+PARLAI_FIXTURE = "persona-chat/parlai-fixtures/personachat_self_original_{split}.yml"
+MODEL_INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask", "mc_token_ids")
+
+
+def _per_candidate(hidden: Tensor, batch_size: int, num_candidates: int) -> Tensor:
+    """`(B, N, L, H)` from either `(B * N, L, H)` or `(B, N, L, H)`.
+
+    GPT2DoubleHeadsModel flattens the candidates into the batch inside the transformer, and only
+    its final hidden state is reshaped back; this makes every entry of the tuple alike.
+    """
+    return hidden.reshape(batch_size, num_candidates, *hidden.shape[-2:])
+
+
+def double_head_distill_targets(outputs: Any, batch: dict[str, Tensor], candidates: str = "true") -> DistillTargets:
+    """What a double-head GPT-2 distills on a Persona-Chat batch (module docstring: which sequences).
+
+    outputs: the model's output (`logits` `(B, N, L, V)`, `mc_logits` `(B, N)`, optionally
+    `hidden_states`); batch: `collate_double_head`'s tensors. Returns two logit pairs, the LM
+    logits with the attention mask of the kept sequences and the multiple-choice logits with no
+    mask, and the hidden states, token ids and mask of the kept sequences (`(B, L, ...)` for
+    "true", `(B * N, L, ...)` for "all").
+    """
+    if candidates not in DISTILL_CANDIDATES:
+        raise ValueError(f"candidates={candidates!r}: allowed are {', '.join(DISTILL_CANDIDATES)}")
+    batch_size, num_candidates, length = batch["input_ids"].shape
+    if candidates == "true":
+        rows = torch.arange(batch_size, device=batch["input_ids"].device)
+        true = batch["mc_labels"]
+
+        def keep(tensor: Tensor) -> Tensor:
+            return tensor[rows, true]
+
+    else:
+
+        def keep(tensor: Tensor) -> Tensor:
+            return tensor.reshape(batch_size * num_candidates, *tensor.shape[2:])
+
+    mask = keep(batch["attention_mask"])
+    hidden_states = getattr(outputs, "hidden_states", None)
+    if hidden_states is not None:
+        hidden_states = tuple(keep(_per_candidate(h, batch_size, num_candidates)) for h in hidden_states)
+    return DistillTargets(
+        logits=[(keep(outputs.logits), mask.bool()), (outputs.mc_logits, None)],
+        hidden_states=hidden_states,
+        token_ids=keep(batch["input_ids"]),
+        token_mask=mask,
+    )
+
+
+def double_head_loss(
+    outputs: Any, batch: dict[str, Tensor], lm_coef: float = 1.0, mc_coef: float = 1.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`(lm_coef * L_lm + mc_coef * L_mc, L_lm, L_mc)` of a double-head GPT-2 on a batch.
+
+    L_lm: mean next-token cross-entropy over the labelled tokens (the true reply and its <eos>;
+    the logits at position i predict the label at i + 1, as GPT2DoubleHeadsModel's own loss).
+    L_mc: cross-entropy of the multiple-choice logits against the index of the true candidate.
+    """
+    logits = outputs.logits[..., :-1, :].float()
+    labels = batch["labels"][..., 1:]
+    lm_loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    mc_loss = F.cross_entropy(outputs.mc_logits.float(), batch["mc_labels"])
+    return lm_coef * lm_loss + mc_coef * mc_loss, lm_loss, mc_loss
+
+
+class MultipleChoiceScorer(nn.Module):
+    """A double-head model seen through its multiple-choice head only: `forward` returns `mc_logits`.
+
+    Evaluation needs only the choice, and the LM head's `(B, N, L, V)` logits (20 candidates times
+    a 50k vocabulary) would be most of its time and memory. The modules called are the model's own
+    (quantized ones included), in the order of GPT2DoubleHeadsModel.forward.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_ids: Tensor, mc_token_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
+    ) -> SimpleNamespace:
+        hidden = self.model.transformer(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, use_cache=False
+        ).last_hidden_state
+        return SimpleNamespace(mc_logits=self.model.multiple_choice_head(hidden, mc_token_ids).squeeze(-1))
+
+
+class PersonaChatTask(Task):
+    """Next-utterance prediction on Persona-Chat with a double-head GPT-2 (SPEC section 7).
+
+    tokenizer: GPT-2's; the Persona-Chat special tokens are added to it. data_dir: the folder
+    holding `persona-chat/` (e.g. ../shared/data); None reads the hub. Splits: "train", "valid",
+    "test" (local files carry no candidates: 19 distractors are drawn with `distractor_seed`), and
+    "parlai-valid" / "parlai-test" (ParlAI's fixtures, the official 20 candidates).
+    train_candidates: candidates per training example (the true reply and the last distractors;
+    choice: 2, as transfer-learning-conv-ai); evaluation uses all 20. max_history: utterances kept
+    are the last 2 * max_history + 1. max_length: tokens per candidate sequence (paper: 512).
+    lm_coef / mc_coef: weights of the two fine-tuning losses. distill_candidates: see the module
+    docstring. max_train_examples / max_eval_examples cap the examples (the first ones).
+    """
+
+    name = "personachat"
+    primary_metric = "accuracy"
+    greater_is_better = True
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        data_dir: str | Path | None = None,
+        train_split: str = "train",
+        max_history: int = 2,
+        max_length: int = 512,
+        train_candidates: int = 2,
+        lm_coef: float = 1.0,
+        mc_coef: float = 1.0,
+        distill_candidates: str = "true",
+        distractor_seed: int = 0,
+        max_train_examples: int | None = None,
+        max_eval_examples: int | None = None,
+        eval_batch_size: int = 8,
+        eval_progress: bool = False,
+    ) -> None:
+        def is_int(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if not is_int(max_history) or max_history < 0:
+            raise ValueError(f"max_history={max_history!r}: allowed is an integer >= 0")
+        if not is_int(max_length) or max_length < 8:
+            raise ValueError(f"max_length={max_length!r}: allowed is an integer >= 8")
+        if not is_int(train_candidates) or not 1 <= train_candidates <= NUM_CANDIDATES:
+            raise ValueError(f"train_candidates={train_candidates!r}: allowed is an integer in [1, {NUM_CANDIDATES}]")
+        for name, value in (("lm_coef", lm_coef), ("mc_coef", mc_coef)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name}={value!r}: allowed is a number >= 0")
+        if distill_candidates not in DISTILL_CANDIDATES:
+            raise ValueError(f"distill_candidates={distill_candidates!r}: allowed are {', '.join(DISTILL_CANDIDATES)}")
+        for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples)):
+            if value is not None and (not is_int(value) or value < 1):
+                raise ValueError(f"{name}={value!r}: allowed is None or an integer >= 1")
+        if not is_int(eval_batch_size) or eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size={eval_batch_size!r}: allowed is an integer >= 1")
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise FileNotFoundError(f"--data-dir {data_dir}: no such directory")
+        add_personachat_special_tokens(tokenizer)
+        self.tokenizer = tokenizer
+        self.data_dir = None if data_dir is None else str(data_dir)
+        self.train_split = train_split
+        self.max_history = max_history
+        self.max_length = max_length
+        self.train_candidates = train_candidates
+        self.lm_coef = float(lm_coef)
+        self.mc_coef = float(mc_coef)
+        self.distill_candidates = distill_candidates
+        self.distractor_seed = distractor_seed
+        self.max_train_examples = max_train_examples
+        self.max_eval_examples = max_eval_examples
+        self.eval_batch_size = eval_batch_size
+        self.eval_progress = eval_progress
+        self._examples: dict[str, list[PersonaChatExample]] = {}
+
+    # --- model
+    def model_class(self) -> Any:
+        return GPT2DoubleHeadsModel
+
+    def prepare_model(self, model: nn.Module) -> None:
+        """Grow the token embeddings (and the tied LM head) to hold the added special tokens."""
+        add_personachat_special_tokens(self.tokenizer, model)
+
+    # --- data
+    def examples(self, split: str) -> list[PersonaChatExample]:
+        """All examples of `split` (20 candidates each, the true reply last), loaded once."""
+        if split not in self._examples:
+            if split in PARLAI_SPLITS:
+                if self.data_dir is None:
+                    raise DataError(f"split {split!r} is a local ParlAI fixture: pass --data-dir (e.g. ../shared/data)")
+                path = Path(self.data_dir) / PARLAI_FIXTURE.format(split=PARLAI_SPLITS[split])
+                self._examples[split] = load_parlai_fixture(path)
+            else:
+                self._examples[split] = load_personachat(split, self.data_dir, NUM_CANDIDATES, self.distractor_seed)
+        return self._examples[split]
+
+    def _dataset(self, split: str, cap: int | None, num_candidates: int | None) -> PersonaChatDataset:
+        examples = self.examples(split)
+        if cap is not None:
+            examples = examples[:cap]
+        return PersonaChatDataset(examples, self.tokenizer, self.max_history, self.max_length, num_candidates)
+
+    def train_dataset(self) -> PersonaChatDataset:
+        return self._dataset(self.train_split, self.max_train_examples, self.train_candidates)
+
+    def eval_dataset(self, split: str) -> PersonaChatDataset:
+        return self._dataset(split, self.max_eval_examples, None)
+
+    def collate(self, examples: list[Any]) -> dict[str, Tensor]:
+        return collate_double_head(examples, pad_token_id=self.tokenizer.pad_token_id)
+
+    def model_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {key: batch[key] for key in MODEL_INPUT_KEYS}
+
+    # --- losses
+    def task_loss(self, outputs: Any, batch: dict[str, Any]) -> Tensor:
+        """lm_coef * (reply next-token NLL) + mc_coef * (cross-entropy of the choice)."""
+        return double_head_loss(outputs, batch, self.lm_coef, self.mc_coef)[0]
+
+    def distill_targets(self, outputs: Any, batch: dict[str, Any]) -> DistillTargets:
+        return double_head_distill_targets(outputs, batch, self.distill_candidates)
+
+    # --- metric
+    def evaluate(self, model: nn.Module, split: str, accelerator: Any) -> dict[str, float]:
+        """Hits@1 on `split`: the percentage of examples whose highest multiple-choice logit is the
+        true reply, among all of the split's candidates (20).
+
+        Each process scores the examples `rank, rank + N, ...` and the counts are added up, so the
+        result is the same on every process and equals a one-process evaluation.
+        """
+        dataset = self.eval_dataset(split)
+        rank, world = accelerator.process_index, accelerator.num_processes
+        shard = Subset(dataset, range(rank, len(dataset), world))
+        correct, total = 0.0, 0.0
+        if len(shard):
+            loader = DataLoader(shard, batch_size=self.eval_batch_size, collate_fn=self.collate)
+            show = self.eval_progress and accelerator.is_main_process
+            result = evaluate_hits_at_1(MultipleChoiceScorer(model), loader, device=accelerator.device, progress=show)
+            correct, total = result["accuracy"] * result["examples"], float(result["examples"])
+        totals = torch.tensor([correct, total], dtype=torch.float64, device=accelerator.device)
+        if world > 1:
+            totals = accelerator.reduce(totals, reduction="sum")
+        if totals[1] == 0:
+            raise ValueError(f"split {split!r} holds no example to score")
+        return {"accuracy": float(100.0 * totals[0] / totals[1]), "examples": int(totals[1])}
+
+    # --- record and command line
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "data_dir": self.data_dir,
+            "train_split": self.train_split,
+            "max_history": self.max_history,
+            "max_length": self.max_length,
+            "train_candidates": self.train_candidates,
+            "lm_coef": self.lm_coef,
+            "mc_coef": self.mc_coef,
+            "distill_candidates": self.distill_candidates,
+            "distractor_seed": self.distractor_seed,
+            "max_train_examples": self.max_train_examples,
+            "max_eval_examples": self.max_eval_examples,
+        }
+
+    @classmethod
+    def load_tokenizer(cls, name_or_path: str) -> Any:
+        """GPT-2's tokenizer with the Persona-Chat special tokens (a saved run's already has them)."""
+        tokenizer = load_gpt2_tokenizer(name_or_path)
+        add_personachat_special_tokens(tokenizer)
+        return tokenizer
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("next-utterance prediction (--task personachat)")
+        group.add_argument("--max-history", type=int, default=2, help="keep the last 2*N+1 utterances (default 2)")
+        group.add_argument("--max-length", type=int, default=512, help="tokens per candidate sequence (default 512)")
+        group.add_argument(
+            "--train-candidates", type=int, default=2, help="candidates per training example, true one included (default 2)"
+        )
+        group.add_argument("--lm-coef", type=float, default=1.0, help="weight of the reply's LM loss (default 1)")
+        group.add_argument("--mc-coef", type=float, default=1.0, help="weight of the multiple-choice loss (default 1)")
+        group.add_argument(
+            "--distill-candidates",
+            choices=DISTILL_CANDIDATES,
+            default="true",
+            help="sequences whose LM logits and hidden states are distilled (default: the true reply's)",
+        )
+        group.add_argument(
+            "--distractor-seed", type=int, default=0, help="seed of the 19 distractors drawn for local splits (default 0)"
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, tokenizer: Any) -> "PersonaChatTask":
+        return cls(
+            tokenizer,
+            data_dir=args.data_dir,
+            train_split=args.train_split,
+            max_history=args.max_history,
+            max_length=args.max_length,
+            train_candidates=args.train_candidates,
+            lm_coef=args.lm_coef,
+            mc_coef=args.mc_coef,
+            distill_candidates=args.distill_candidates,
+            distractor_seed=args.distractor_seed,
+            max_train_examples=args.max_train_examples,
+            max_eval_examples=args.max_eval_examples,
+            eval_batch_size=args.eval_batch_size,
+        )
