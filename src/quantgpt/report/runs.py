@@ -1,0 +1,85 @@
+"""Reading run directories written by the training loop: settings, metrics, the trained model.
+
+A run directory holds `run_config.json` (the command and its settings; a quantization run names
+its teacher), `metrics.jsonl` (one record a line, `kind` "train" / "eval" / "event"),
+`final_metrics.json` and `best/` (the selected model with its tokenizer).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import AutoModelForCausalLM
+
+from ..serialization import load_quantized
+
+BEST_DIR = "best"
+
+
+@dataclass
+class RunInfo:
+    """One run directory, read: `label` names it in figures ("quantgpt 2-2-8", "full precision")."""
+
+    path: Path
+    command: str
+    method: str | None
+    bits: str | None
+    teacher: Path | None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.bits}" if self.method else "full precision"
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.method is not None
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / BEST_DIR
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """The settings and metrics of a run directory; FileNotFoundError names what is missing."""
+    path = Path(run_dir)
+    config_file = path / "run_config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path}: no run_config.json; pass a run directory written by quantgpt finetune/quantize")
+    record = json.loads(config_file.read_text())
+    quantization = record.get("quantization") or {}
+    teacher = record.get("teacher")
+    final_file = path / "final_metrics.json"
+    return RunInfo(
+        path=path,
+        command=str(record.get("command", "")),
+        method=quantization.get("method"),
+        bits=quantization.get("bits"),
+        teacher=Path(teacher) if teacher else None,
+        metrics=read_jsonl(path / "metrics.jsonl"),
+        final=json.loads(final_file.read_text()) if final_file.is_file() else {},
+    )
+
+
+def load_run_model(run: RunInfo) -> nn.Module:
+    """The run's selected model (`best/`) in eval mode: quantized runs through `load_quantized`."""
+    if not (run.model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run.model_dir}: no saved model; did the run finish?")
+    model = load_quantized(run.model_dir) if run.is_quantized else AutoModelForCausalLM.from_pretrained(run.model_dir)
+    return model.eval()
+
+
+def load_full_precision(directory: str | Path) -> nn.Module:
+    """A full-precision model from a `save_pretrained` directory, in eval mode."""
+    return AutoModelForCausalLM.from_pretrained(str(directory)).eval()
