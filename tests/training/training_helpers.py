@@ -1,0 +1,32 @@
+"""Helpers of the training tests (imported by conftest and the test modules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+BLOCK = 32
+
+
+def save_tiny_teacher(directory: Path, tokenizer, dropout: float = 0.1, seed: int = 0) -> Path:
+    """A random 2-layer GPT-2 (width 32) saved with the tokenizer, as a fine-tuned teacher would be."""
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        n_layer=2, n_embd=32, n_head=2, vocab_size=len(tokenizer),
+        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+    )
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def lm_flags(shared_data: Path, block: int = BLOCK, train_blocks: int = 32, eval_blocks: int = 4) -> list[str]:
+    """Command-line flags of a tiny WikiText-2 run on the CPU testbed splits."""
+    return [
+        "--task", "lm", "--dataset", "wikitext-2", "--data-dir", str(shared_data),
+        "--train-split", "testbed-train", "--eval-split", "testbed-select",
+        "--block-size", str(block), "--max-train-blocks", str(train_blocks), "--max-eval-blocks", str(eval_blocks),
+        "--eval-batch-size", "4", "--no-progress",
+    ]
