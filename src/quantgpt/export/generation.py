@@ -1,0 +1,50 @@
+"""Text generation with a loaded packed model: the tokenizer beside it and `model.generate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..tokenization import load_bart_tokenizer, load_gpt2_tokenizer
+
+_TOKENIZER_LOADERS = {"gpt2": load_gpt2_tokenizer, "bart": load_bart_tokenizer}
+
+
+def load_packed_tokenizer(source: str | Path, model_type: str) -> Any:
+    """The tokenizer for `model_type` from `source`: a packed model directory holding the run's
+    tokenizer files, or a tokenizer directory such as ../shared/data/gpt2-tokenizer."""
+    loader = _TOKENIZER_LOADERS.get(model_type)
+    if loader is None:
+        raise ValueError(f"model_type={model_type!r} has no tokenizer loader: supported are {sorted(_TOKENIZER_LOADERS)}")
+    path = Path(source)
+    if path.is_dir() and not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json or vocab.json); pass --tokenizer DIR")
+    return loader(path)
+
+
+@torch.no_grad()
+def generate_text(
+    model: nn.Module,
+    tokenizer: Any,
+    prompt: str,
+    max_new_tokens: int = 32,
+    do_sample: bool = False,
+    **generate_kwargs: Any,
+) -> str:
+    """The text `model.generate` produces for `prompt`: for a decoder-only model the continuation
+    (without the prompt), for an encoder-decoder (BART) the decoder's output. Greedy by default;
+    other `generate` options (num_beams, temperature, top_k, top_p, ...) pass through."""
+    inputs = tokenizer(prompt, return_tensors="pt")
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    output = model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad_token_id, **generate_kwargs
+    )
+    if not model.config.is_encoder_decoder:
+        output = output[:, inputs["input_ids"].shape[1] :]
+    return tokenizer.decode(output[0], skip_special_tokens=True)
+
+
+__all__ = ["generate_text", "load_packed_tokenizer"]
