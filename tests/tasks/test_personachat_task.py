@@ -11,7 +11,7 @@ from transformers import GPT2Config, GPT2DoubleHeadsModel
 
 from quantgpt import QuantConfig, quantize_model
 from quantgpt.convert import quantized_weight_modules
-from quantgpt.tasks import DataError
+from quantgpt.tasks import DataError, PersonaChatDataset
 from quantgpt.tasks.personachat_task import (
     MultipleChoiceScorer,
     PersonaChatTask,
@@ -104,22 +104,23 @@ def test_task_loss_matches_the_models_own_losses(task, tiny_model):
 
 
 def test_distill_targets_select_the_true_candidate(task, tiny_model):
-    dataset = task.eval_dataset("parlai-valid")
+    # The last 4 of the official candidates: the true reply is index 3 (LM logits of 20 would take 1 GB).
+    dataset = PersonaChatDataset(task.examples("parlai-valid"), task.tokenizer, max_length=128, num_candidates=4)
     batch = task.collate([dataset[0], dataset[1]])
     with torch.no_grad():
         outputs = tiny_model(**task.model_inputs(batch), output_hidden_states=True)
     b, n, length = batch["input_ids"].shape
-    assert n == 20 and batch["mc_labels"].tolist() == [19, 19]
+    assert n == 4 and batch["mc_labels"].tolist() == [3, 3]
     targets = task.distill_targets(outputs, batch)
     (lm_logits, lm_mask), (mc_logits, mc_mask) = targets.logits
-    assert torch.equal(lm_logits, outputs.logits[:, 19])
-    assert torch.equal(lm_mask, batch["attention_mask"][:, 19].bool())
+    assert torch.equal(lm_logits, outputs.logits[:, 3])
+    assert torch.equal(lm_mask, batch["attention_mask"][:, 3].bool())
     assert mc_logits is outputs.mc_logits and mc_mask is None
-    assert torch.equal(targets.token_ids, batch["input_ids"][:, 19])
+    assert torch.equal(targets.token_ids, batch["input_ids"][:, 3])
     assert len(targets.hidden_states) == 3  # embeddings + 2 layers
     # Inner entries are flattened (B * N, L, H) by the model, the last one (B, N, L, H).
-    assert torch.equal(targets.hidden_states[0][1], outputs.hidden_states[0][1 * n + 19])
-    assert torch.equal(targets.hidden_states[-1], outputs.hidden_states[-1][:, 19])
+    assert torch.equal(targets.hidden_states[0][1], outputs.hidden_states[0][1 * n + 3])
+    assert torch.equal(targets.hidden_states[-1], outputs.hidden_states[-1][:, 3])
     everything = double_head_distill_targets(outputs, batch, "all")
     assert everything.logits[0][0].shape == (b * n, length, outputs.logits.shape[-1])
     assert everything.hidden_states[1].shape == (b * n, length, 32)
@@ -127,8 +128,7 @@ def test_distill_targets_select_the_true_candidate(task, tiny_model):
 
 
 def test_multiple_choice_scorer_equals_the_models_mc_logits(task, tiny_model):
-    dataset = task.eval_dataset("parlai-test")
-    batch = task.collate([dataset[2], dataset[3]])
+    batch = task.collate([task.train_dataset()[2], task.train_dataset()[3]])
     inputs = task.model_inputs(batch)
     student = quantize_model(copy.deepcopy(tiny_model), QuantConfig("quantgpt", "2-2-8")).eval()
     assert "multiple_choice_head.summary" in quantized_weight_modules(student)  # Appendix B.5
