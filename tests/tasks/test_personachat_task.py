@@ -192,3 +192,14 @@ def test_prepare_model_is_idempotent(task):
 def test_invalid_settings_name_the_field(task, option, message):
     with pytest.raises(ValueError, match=message):
         PersonaChatTask(task.tokenizer, **option)
+
+
+def test_hub_out_of_reach_is_a_one_line_error(task, monkeypatch):
+    import quantgpt.tasks.personachat_task as personachat_task
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'AlekseyKorshuk/persona-chat' on the Hub\nmore")
+
+    monkeypatch.setattr(personachat_task, "load_personachat", offline)
+    with pytest.raises(ValueError, match=r"^could not read Persona-Chat train from the hub \(Couldn't reach .*\); pass --data-dir"):
+        PersonaChatTask(task.tokenizer).train_dataset()

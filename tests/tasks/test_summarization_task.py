@@ -128,3 +128,12 @@ def test_prepare_model_takes_the_decoder_start_token(bart_tokenizer):
 def test_invalid_settings_name_the_field(bart_tokenizer, option, message):
     with pytest.raises(ValueError, match=message):
         SummarizationTask(bart_tokenizer, **option)
+
+
+def test_hub_out_of_reach_is_a_one_line_error(bart_tokenizer, monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'EdinburghNLP/xsum' on the Hub\nmore")
+
+    monkeypatch.setattr(summarization_task, "load_xsum", offline)
+    with pytest.raises(ValueError, match=r"^could not read XSum validation from the hub \(Couldn't reach .*\); pass --data-dir"):
+        SummarizationTask(bart_tokenizer).eval_dataset("validation")

@@ -224,7 +224,14 @@ class PersonaChatTask(Task):
                 path = Path(self.data_dir) / PARLAI_FIXTURE.format(split=PARLAI_SPLITS[split])
                 self._examples[split] = load_parlai_fixture(path)
             else:
-                self._examples[split] = load_personachat(split, self.data_dir, NUM_CANDIDATES, self.distractor_seed)
+                try:
+                    examples = load_personachat(split, self.data_dir, NUM_CANDIDATES, self.distractor_seed)
+                except OSError as error:  # the hub out of reach (local files raise DataError instead)
+                    raise ValueError(
+                        f"could not read Persona-Chat {split} from the hub ({str(error).splitlines()[0]}); "
+                        "pass --data-dir with local files (e.g. ../shared/data)"
+                    ) from None
+                self._examples[split] = examples
         return self._examples[split]
 
     def _dataset(self, split: str, cap: int | None, num_candidates: int | None) -> PersonaChatDataset:

@@ -171,7 +171,13 @@ class SummarizationTask(Task):
     def records(self, split: str, cap: int | None) -> Dataset:
         """The first `cap` (all when None) document/summary records of `split`, loaded once."""
         if split not in self._records:
-            self._records[split] = load_xsum(split, self.data_dir)
+            try:
+                self._records[split] = load_xsum(split, self.data_dir)
+            except OSError as error:  # the hub out of reach (local files raise DataError instead)
+                raise ValueError(
+                    f"could not read XSum {split} from the hub ({str(error).splitlines()[0]}); "
+                    "pass --data-dir with local files (e.g. ../shared/data)"
+                ) from None
         records = self._records[split]
         return records.select(range(min(cap, len(records)))) if cap is not None else records
 
