@@ -94,10 +94,14 @@ def plot_similarity_maps(hidden: Mapping[str, np.ndarray], tokens: Sequence[str]
         image = ax.imshow(matrix, vmin=low, vmax=1.0, cmap="viridis")
         difference = float(np.abs(matrix - reference).mean())
         ax.set_title(label if matrix is reference else f"{label}\nmean |diff| to FP {difference:.3f}", fontsize=9)
-        ax.set_xticks(range(len(tokens)))
-        ax.set_xticklabels(tokens, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(tokens)))
-        ax.set_yticklabels(tokens if ax is axes[0][0] else [], fontsize=6)
+        # Token labels on the first map only: every map has the same tokens, and text is what
+        # makes matplotlib slow.
+        first = ax is axes[0][0]
+        ax.set_xticks(range(len(tokens)) if first else [])
+        ax.set_yticks(range(len(tokens)) if first else [])
+        if first:
+            ax.set_xticklabels(tokens, rotation=90, fontsize=6)
+            ax.set_yticklabels(tokens, fontsize=6)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="cosine similarity")
     fig.suptitle("Figure 3: token-by-token similarity of last-layer representations", fontsize=10)
     return _save(fig, path)

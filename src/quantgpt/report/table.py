@@ -77,7 +77,8 @@ def table1_markdown(rows: list[ResultRow], extra_columns: dict[str, str] | None 
     header += list(extra_columns.values())
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, ratios in zip(rows, perplexity_ratios(rows)):
-        cells = [row.name, row.bits or "-", _format(row.size_mib, 1), f"{reference.size_mib / row.size_mib:.1f}x"]
+        size = f"{row.size_mib:.1f}" if row.size_mib >= 10 else f"{row.size_mib:.3g}"
+        cells = [row.name, row.bits or "-", size, f"{reference.size_mib / row.size_mib:.1f}x"]
         for name in datasets:
             cells += [_format(row.perplexity.get(name)), _format(ratios.get(name), 3)]
         cells += [_format(row.extra.get(key)) for key in extra_columns]

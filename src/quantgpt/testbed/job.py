@@ -1,0 +1,350 @@
+"""The testbed's job: get the teacher, quantize it with each method at each bit width, evaluate on
+the test sets, write Table 1 and the figures. `quantgpt run` (the main job: four methods at 2-2-8)
+and `benchmarks/table1.py` (the whole grid, a peer library, step times) both run this.
+
+Everything trains through the one training loop (`quantgpt.api`, `quantgpt.training.train`);
+this module only decides what runs, in which order, and collects the numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from .. import api
+from ..config import WEIGHT_METHODS, BitWidths, QuantConfig
+from ..distill import ContrastiveConfig
+from ..report import FULL_PRECISION, ResultRow, table1_markdown, write_report, write_table1
+from ..size import model_size
+from ..tasks.language_modeling import LM_CORPORA
+from ..training import ObjectiveConfig, TrainingConfig, build_objective, make_accelerator, train
+from .measure import measure, seconds_per_step
+from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available, torchao_student
+from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, QATRecipe, TeacherRecipe
+from .teacher import SELECT_SPLIT, Teacher, get_teacher, lm_task, teacher_evaluation
+
+Log = Callable[[str], None]
+PAPER_METHODS = ("quantgpt", "pact", "lsq", "laq")
+TEST_SETS = ("wikitext-2", "ptb")
+TEST_SPLIT = "test"
+REFERENCE = "fp-distill"
+
+
+@dataclass(frozen=True)
+class TestbedJob:
+    """What to run: `methods` x `bits` quantized from the teacher of `teacher`, trained by `qat`,
+    evaluated on the test split of each of `test_sets`; `peers` adds other libraries' quantizers
+    (see peers.py) at the same bit widths; `reference_steps` > 0 also runs that many steps of plain
+    full-precision logit distillation, the reference of the step-time ratios."""
+
+    teacher: TeacherRecipe = DEFAULT_TEACHER
+    qat: QATRecipe = DEFAULT_QAT
+    methods: tuple[str, ...] = PAPER_METHODS
+    bits: tuple[str, ...] = ("2-2-8",)
+    test_sets: tuple[str, ...] = TEST_SETS
+    peers: tuple[str, ...] = ()
+    reference_steps: int = 0
+    __test__ = False  # a name starting with "Test" that is not a pytest class
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        object.__setattr__(self, "bits", tuple(str(BitWidths.parse(b)) for b in self.bits))
+        object.__setattr__(self, "test_sets", tuple(self.test_sets))
+        object.__setattr__(self, "peers", tuple(self.peers))
+        for method in self.methods:
+            if method not in WEIGHT_METHODS:
+                raise ValueError(f"TestbedJob.methods: {method!r} is not allowed: use some of {', '.join(WEIGHT_METHODS)}")
+        for name in self.test_sets:
+            if name not in LM_CORPORA:
+                raise ValueError(f"TestbedJob.test_sets: {name!r} is not allowed: use some of {', '.join(LM_CORPORA)}")
+        for peer in self.peers:
+            if peer not in PEERS:
+                raise ValueError(f"TestbedJob.peers: {peer!r} is not allowed: use some of {', '.join(PEERS)}")
+        if "torchao" in self.peers and not torchao_available():
+            raise ValueError(f"TestbedJob.peers: 'torchao' is not installed: pip install {TORCHAO_REQUIREMENT}")
+        if not self.methods and not self.peers:
+            raise ValueError("TestbedJob.methods: name at least one method or peer")
+        if isinstance(self.reference_steps, bool) or not isinstance(self.reference_steps, int) or self.reference_steps < 0:
+            raise ValueError(f"TestbedJob.reference_steps={self.reference_steps!r} is not allowed: use an integer >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "teacher": self.teacher.to_dict(),
+            "qat": self.qat.to_dict(),
+            "methods": list(self.methods),
+            "bits": list(self.bits),
+            "test_sets": list(self.test_sets),
+            "peers": list(self.peers),
+            "reference_steps": self.reference_steps,
+        }
+
+
+@dataclass
+class MethodResult:
+    """One quantized model: its run directory, selection and test perplexities, costs."""
+
+    method: str
+    bits: str
+    run_dir: Path
+    select_perplexity: float
+    perplexity: dict[str, float]
+    wall_seconds: float
+    peak_rss_mib: float
+    seconds_per_step: float | None
+
+
+@dataclass
+class TestbedResult:
+    """What `run_testbed` did: the teacher and its test perplexities, one result per quantized model,
+    the step-time reference (when run), the table's path, the figures by bit width."""
+
+    __test__ = False
+    teacher: Teacher
+    teacher_perplexity: dict[str, float]
+    results: list[MethodResult]
+    reference: MethodResult | None
+    table: Path
+    figures: dict[str, dict[str, Path]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+def _training_config(qat: QATRecipe, run_dir: Path, steps: int, progress: bool) -> TrainingConfig:
+    return TrainingConfig(
+        output_dir=str(run_dir),
+        learning_rate=qat.learning_rate,
+        quantizer_learning_rate=qat.quantizer_learning_rate,
+        warmup_steps=qat.warmup_steps,
+        batch_size=qat.batch_size,
+        max_steps=steps,
+        eval_every=qat.eval_every,
+        save_every=0,
+        keep_checkpoints=1,
+        log_every=max(1, min(10, steps // 5)),
+        eval_split=SELECT_SPLIT,
+        seed=qat.seed,
+        progress=progress,
+    )
+
+
+def _fresh(run_dir: Path) -> Path:
+    """The job owns its run directories: a previous job's run of the same name is replaced."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def _objective(method: str, qat: QATRecipe) -> ObjectiveConfig:
+    """The paper's objective (Eq. 5 for QuantGPT, logit distillation for the baselines and peers)."""
+    return ObjectiveConfig.for_method(method, ContrastiveConfig(num_negatives=qat.num_negatives))
+
+
+def _test_perplexities(job: TestbedJob, teacher: Teacher, data_dir: str | Path, evaluate: Callable[[Any], dict]) -> dict[str, float]:
+    return {name: evaluate(lm_task(teacher.tokenizer_dir, job.teacher, data_dir, name))["perplexity"] for name in job.test_sets}
+
+
+def _method_result(method: str, bits: str, run_dir: Path, measured, tokens_per_step: int, perplexity: dict) -> MethodResult:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    return MethodResult(
+        method=method,
+        bits=bits,
+        run_dir=run_dir,
+        select_perplexity=measured.value.best["perplexity"],
+        perplexity=perplexity,
+        wall_seconds=round(measured.wall_seconds, 1),
+        peak_rss_mib=round(measured.peak_rss_mib, 1),
+        seconds_per_step=seconds_per_step(records, tokens_per_step),
+    )
+
+
+def quantize_with_method(job, teacher, method, bits, run_dir, data_dir, progress) -> MethodResult:
+    """QAT of one paper method through `api.quantize`, then its best model on the test sets."""
+    task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
+    config = _training_config(job.qat, _fresh(run_dir), job.qat.steps, progress)
+    measured = measure(
+        lambda: api.quantize(task, config, teacher.model_dir, QuantConfig(method=method, bits=bits), _objective(method, job.qat))
+    )
+    best = run_dir / "best"
+    perplexity = _test_perplexities(job, teacher, data_dir, lambda t: api.evaluate(best, t, TEST_SPLIT))
+    return _method_result(method, bits, run_dir, measured, job.qat.batch_size * job.teacher.block_size, perplexity)
+
+
+def _train_custom_student(job, teacher, student_of, method, bits, run_dir, data_dir, progress, steps, record):
+    """Distillation of a student built by `student_of(teacher_model)` through the training loop."""
+    task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
+    teacher_model = AutoModelForCausalLM.from_pretrained(str(teacher.model_dir))
+    student = student_of(teacher_model)
+    objective_config = _objective(method, job.qat)
+    config = _training_config(job.qat, _fresh(run_dir), steps, progress)
+    measured = measure(
+        lambda: train(
+            student=student,
+            teacher=teacher_model,
+            task=task,
+            objective=build_objective(objective_config, student.config, teacher_model.config),
+            config=config,
+            tokenizer=task.tokenizer,
+            run_record={"command": record, "teacher": str(teacher.model_dir), "bits": bits, "objective": objective_config.to_dict()},
+            description=f"{method} {bits}",
+        )
+    )
+    return measured, student_of, teacher_model
+
+
+def quantize_with_peer(job, teacher, peer, bits, run_dir, data_dir, progress) -> MethodResult:
+    """QAT with another library's weight quantizer (peers.py), same loop and loss as the baselines;
+    its best weights are loaded back into a freshly prepared student for the test sets."""
+    student_of = lambda model: torchao_student(model, bits)  # noqa: E731  (the only peer so far)
+    measured, _, teacher_model = _train_custom_student(
+        job, teacher, student_of, peer, bits, run_dir, data_dir, progress, job.qat.steps, "quantize-peer"
+    )
+    best = student_of(teacher_model)
+    missing, unexpected = best.load_state_dict(load_file(run_dir / "best" / "model.safetensors"), strict=False)
+    if unexpected or any(not key.startswith("lm_head.") for key in missing):
+        raise ValueError(f"{run_dir}/best does not match the peer student: missing {missing}, unexpected {unexpected}")
+    best.tie_weights()
+    best.eval()
+    accelerator = make_accelerator(TrainingConfig(output_dir=str(run_dir)))
+    perplexity = _test_perplexities(job, teacher, data_dir, lambda t: t.evaluate(best, TEST_SPLIT, accelerator))
+    return _method_result(peer, bits, run_dir, measured, job.qat.batch_size * job.teacher.block_size, perplexity)
+
+
+def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> MethodResult:
+    """`job.reference_steps` steps of logit distillation into an unquantized copy of the teacher:
+    the step time every method is compared with (no test-set evaluation)."""
+    measured, _, _ = _train_custom_student(
+        job, teacher, copy.deepcopy, "full-precision", "-", run_dir, data_dir, progress, job.reference_steps, "distill-fp"
+    )
+    return _method_result(REFERENCE, "-", run_dir, measured, job.qat.batch_size * job.teacher.block_size, {})
+
+
+def _rows(job: TestbedJob, teacher_model_config, teacher_perplexity, results, reference) -> list[ResultRow]:
+    fp_size = model_size(teacher_model_config, "8-8-8").fp32_mib
+    rows = [ResultRow(FULL_PRECISION, None, fp_size, teacher_perplexity)]
+    reference_step = reference.seconds_per_step if reference else None
+    for result in results:
+        extra = {"select_ppl": result.select_perplexity, "wall_s": result.wall_seconds, "peak_rss_mib": result.peak_rss_mib}
+        if reference_step and result.seconds_per_step:
+            extra["step_time_ratio"] = result.seconds_per_step / reference_step
+        size = model_size(teacher_model_config, result.bits).quantized_mib
+        name = "torchao (peer)" if result.method == "torchao" else result.method
+        rows.append(ResultRow(name, result.bits, size, result.perplexity, extra))
+    return rows
+
+
+def run_testbed(
+    job: TestbedJob = TestbedJob(),
+    out_dir: str | Path = "results",
+    cache_root: str | Path = "cache",
+    data_dir: str | Path = "../shared/data",
+    progress: bool = True,
+    log: Log = print,
+    command: str = "quantgpt run",
+    table_stem: str = "table1",
+    figures: bool = True,
+) -> TestbedResult:
+    """Runs `job` and writes, under `out_dir`: `runs/<method>-<bits>/` (run directories),
+    `<table_stem>.md` / `.json` (Table 1 with the command that made it) and `figures/<bits>/*.png`.
+    The teacher comes from (or goes to) `cache_root`. Progress is logged stage by stage."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    runs_dir = out_dir / "runs"
+    entries = [(m, b, False) for b in job.bits for m in job.methods] + [(p, b, True) for b in job.bits for p in job.peers]
+    total = 2 + len(entries) + (1 if job.reference_steps else 0)
+    counter = iter(range(1, total + 1))
+
+    def stage(text: str) -> None:
+        log(f"[{next(counter)}/{total}] {text}  (elapsed {time.perf_counter() - started:.0f} s)")
+
+    stage("teacher")
+    teacher = get_teacher(job.teacher, cache_root, data_dir, progress, log)
+    teacher_perplexity = {name: teacher_evaluation(teacher, job.teacher, name, TEST_SPLIT, data_dir)["perplexity"] for name in job.test_sets}
+    log("teacher: " + ", ".join(f"{name} test perplexity {value:.2f}" for name, value in teacher_perplexity.items()))
+
+    reference = None
+    if job.reference_steps:
+        stage(f"full-precision distillation, {job.reference_steps} steps (step-time reference)")
+        reference = full_precision_distillation(job, teacher, runs_dir / REFERENCE, data_dir, progress)
+    results = []
+    for method, bits, is_peer in entries:
+        stage(f"{method} {bits}: quantization-aware training, {job.qat.steps} steps, then {', '.join(job.test_sets)} test")
+        run = quantize_with_peer if is_peer else quantize_with_method
+        result = run(job, teacher, method, bits, runs_dir / f"{method}-{bits}", data_dir, progress)
+        results.append(result)
+        log(
+            f"{method} {bits}: "
+            + ", ".join(f"{name} {value:.2f} ({value / teacher_perplexity[name]:.3f}x FP)" for name, value in result.perplexity.items())
+            + f"; {result.wall_seconds:.0f} s"
+        )
+
+    stage("table and figures")
+    rows = _rows(job, AutoModelForCausalLM.from_pretrained(str(teacher.model_dir)).config, teacher_perplexity, results, reference)
+    extra_columns = {"select_ppl": f"{SELECT_SPLIT} PPL", "wall_s": "QAT wall (s)", "peak_rss_mib": "peak RSS (MiB)"}
+    if reference is not None:
+        extra_columns["step_time_ratio"] = "step time / FP distill"
+    notes = _notes(job, teacher, reference)
+    table, _ = write_table1(
+        rows,
+        out_dir,
+        table_stem,
+        command,
+        notes=notes,
+        extra_columns=extra_columns,
+        job=job.to_dict(),
+        teacher=teacher.summary,
+        teacher_dir=str(teacher.model_dir),
+        reference=None if reference is None else {"seconds_per_step": reference.seconds_per_step, "peak_rss_mib": reference.peak_rss_mib},
+        seconds_per_step={f"{r.method} {r.bits}": r.seconds_per_step for r in results},
+    )
+    drawn: dict[str, dict[str, Path]] = {}
+    if figures:
+        for bits in job.bits:
+            quantized = [r.run_dir for r in results if r.bits == bits and r.method in WEIGHT_METHODS]
+            if quantized:
+                drawn[bits] = write_report(teacher.run_dirs + quantized, out_dir / "figures" / bits, teacher=teacher.model_dir, data_dir=data_dir)
+    log("\n" + table1_markdown(rows, extra_columns))
+    log(f"table: {table}; figures: {out_dir / 'figures'}; total {time.perf_counter() - started:.0f} s")
+    return TestbedResult(teacher, teacher_perplexity, results, reference, table, drawn, time.perf_counter() - started)
+
+
+def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) -> str:
+    recipe = job.teacher
+    stages = ", ".join(f"{s['name']} {s['steps']} steps (best at {s['best_step']}, {s['wall_seconds']:.0f} s)" for s in teacher.summary["stages"])
+    lines = [
+        f"- Teacher: GPT-2 {recipe.n_layer} layers, width {recipe.n_embd}, {recipe.vocab_size}-token byte-level BPE, "
+        f"blocks of {recipe.block_size}; {stages}; {SELECT_SPLIT} perplexity {teacher.summary['select_perplexity']:.2f}.",
+        "- Protocol: WikiText-2's validation split is the training text (last 10% of its lines held out as "
+        f"{SELECT_SPLIT}), test splits for reporting (../shared/data/README.md). Perplexities are per BPE token of this "
+        "tokenizer, so only ratios to full precision compare with the paper. PTB test is evaluated with the models "
+        "trained on WikiText-2 (no PTB fine-tuning).",
+        f"- QAT: {job.qat.steps} steps of {job.qat.batch_size} blocks, lr {job.qat.learning_rate:g} (quantizers "
+        f"{job.qat.quantizer_learning_rate:g}), linear decay to 0, best of every {job.qat.eval_every} steps on {SELECT_SPLIT}; "
+        f"QuantGPT: logit distillation + 0.1 x token contrastive loss ({job.qat.num_negatives} negatives); baselines and peers: logit distillation.",
+        "- Size: the paper's accounting (SPEC section 8) applied to this model.",
+    ]
+    if reference is not None and reference.seconds_per_step:
+        lines.append(
+            f"- Step time: seconds per optimizer step from each run's metrics, before its first evaluation, divided by "
+            f"plain full-precision logit distillation of the same model in the same process ({reference.seconds_per_step:.3f} s/step). "
+            "Peak RSS: the whole process while the run trained and was evaluated."
+        )
+    if job.peers:
+        lines.append(
+            "- torchao peer: torchao's IntxFakeQuantizer (per-channel symmetric int-b, max-abs scale, STE) on every weight matrix "
+            "and the embedding, with this package's activation quantizers, loss and loop. Its b-bit grid has 2^b levels "
+            "(two's complement; 4 at 2 bits vs the paper's ternary 3) and one scale per output channel (vs one per matrix)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

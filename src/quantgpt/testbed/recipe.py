@@ -1,0 +1,158 @@
+"""The settings of the testbed: how the teacher is made (`TeacherRecipe`) and how each method is
+quantized from it (`QATRecipe`). Both validate when built; the teacher's settings hash to the key
+of its cache folder, so a changed recipe never reuses a stale teacher.
+
+The values of `DEFAULT_TEACHER` and `DEFAULT_QAT` were chosen by measurement on two CPU cores
+(see docs/results/ and the README's "Results" section); none of them is the paper's, whose model
+is GPT-2 small trained on a GPU cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import GPT2Config
+
+# Bumped when the way a teacher is made changes without a change of its settings.
+RECIPE_FORMAT = 1
+
+
+def _check(owner: str, name: str, value: Any, kind: type | tuple, low: float | None = None, allowed: str = "") -> None:
+    is_kind = isinstance(value, kind) and not isinstance(value, bool)
+    if not is_kind or (low is not None and value < low):
+        raise ValueError(f"{owner}.{name}={value!r} is not allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How the full-precision teacher is trained from scratch (CPU testbed, SPEC section 7 adapted).
+
+    Tokenizer: byte-level BPE of `vocab_size` tokens trained on the training text (the pretraining
+    corpus, when used, and WikiText-2's testbed-train split). Model: GPT-2 with `n_layer` layers of
+    width `n_embd`, `n_head` heads, `block_size` positions (also the training block length).
+    Pretraining: `pretrain_steps` steps on ../shared/data/corpus/nltk-2008 (0: none). Fine-tuning:
+    `finetune_steps` steps on testbed-train. Each stage keeps its best checkpoint on testbed-select
+    (evaluated every `eval_every` steps); the learning rate warms up over `warmup_steps`, then
+    decays linearly to 0. `max_blocks` caps the blocks of every training and evaluation split
+    (tests and smoke runs only: it makes the perplexities partial).
+    """
+
+    vocab_size: int = 8192
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    block_size: int = 256
+    dropout: float = 0.1
+    batch_size: int = 8
+    pretrain_steps: int = 0
+    pretrain_learning_rate: float = 1e-3
+    finetune_steps: int = 900
+    finetune_learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    eval_every: int = 100
+    seed: int = 0
+    max_blocks: int | None = None
+
+    def __post_init__(self) -> None:
+        owner = "TeacherRecipe"
+        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size", "batch_size", "finetune_steps", "eval_every"):
+            _check(owner, name, getattr(self, name), int, 1, "use an integer >= 1")
+        for name in ("pretrain_steps", "warmup_steps", "seed"):
+            _check(owner, name, getattr(self, name), int, 0, "use an integer >= 0")
+        _check(owner, "vocab_size", self.vocab_size, int, 258, "use an integer >= 258 (256 bytes, <|endoftext|>, a merge)")
+        _check(owner, "block_size", self.block_size, int, 2, "use an integer >= 2")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"{owner}.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
+        for name in ("pretrain_learning_rate", "finetune_learning_rate"):
+            value = getattr(self, name)
+            _check(owner, name, value, (int, float), None, "use a number > 0")
+            if not value > 0:
+                raise ValueError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
+        for name in ("dropout", "weight_decay"):
+            value = getattr(self, name)
+            _check(owner, name, value, (int, float), 0, "use a number >= 0 (dropout below 1)")
+        if self.dropout >= 1:
+            raise ValueError(f"{owner}.dropout={self.dropout!r} is not allowed: use a number in [0, 1)")
+        if self.max_blocks is not None:
+            _check(owner, "max_blocks", self.max_blocks, int, 1, "use None or an integer >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """12 hex digits of the SHA-256 of the settings (and RECIPE_FORMAT): the cache folder's name."""
+        text = json.dumps({"format": RECIPE_FORMAT, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def model_config(self) -> GPT2Config:
+        """The teacher's GPT-2 configuration; <|endoftext|> (id 0) is its bos and eos token."""
+        return GPT2Config(
+            vocab_size=self.vocab_size,
+            n_positions=self.block_size,
+            n_embd=self.n_embd,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            resid_pdrop=self.dropout,
+            embd_pdrop=self.dropout,
+            attn_pdrop=self.dropout,
+            bos_token_id=0,
+            eos_token_id=0,
+            architectures=["GPT2LMHeadModel"],
+        )
+
+
+@dataclass(frozen=True)
+class QATRecipe:
+    """How each method is trained from the teacher: `steps` optimizer steps of `batch_size` blocks of
+    WikiText-2 testbed-train, backbone and quantizer learning rates (the paper's 5e-4 / 1e-3 by
+    default), best checkpoint on testbed-select every `eval_every` steps, `num_negatives` negatives
+    for QuantGPT's contrastive loss (the paper's 32 for WikiText-2)."""
+
+    steps: int = 150
+    batch_size: int = 8
+    learning_rate: float = 5e-4
+    quantizer_learning_rate: float = 1e-3
+    warmup_steps: int = 0
+    eval_every: int = 50
+    num_negatives: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        owner = "QATRecipe"
+        for name in ("steps", "batch_size", "eval_every", "num_negatives"):
+            _check(owner, name, getattr(self, name), int, 1, "use an integer >= 1")
+        for name in ("warmup_steps", "seed"):
+            _check(owner, name, getattr(self, name), int, 0, "use an integer >= 0")
+        for name in ("learning_rate", "quantizer_learning_rate"):
+            value = getattr(self, name)
+            _check(owner, name, value, (int, float), None, "use a number > 0")
+            if not value > 0:
+                raise ValueError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+DEFAULT_TEACHER = TeacherRecipe()
+DEFAULT_QAT = QATRecipe()
+# A few seconds end to end: tests and smoke runs.
+TINY_TEACHER = TeacherRecipe(
+    vocab_size=300,
+    n_layer=1,
+    n_embd=16,
+    n_head=2,
+    block_size=32,
+    batch_size=4,
+    pretrain_steps=3,
+    finetune_steps=4,
+    warmup_steps=0,
+    eval_every=2,
+    max_blocks=16,
+)
+TINY_QAT = QATRecipe(steps=2, batch_size=4, eval_every=2, num_negatives=4)
+RECIPES = {"default": (DEFAULT_TEACHER, DEFAULT_QAT), "tiny": (TINY_TEACHER, TINY_QAT)}

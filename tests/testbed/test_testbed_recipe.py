@@ -1,0 +1,62 @@
+"""Recipes: validated when built, hashed into the cache key, turned into the model configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from quantgpt.cli import main
+from quantgpt.testbed.job import TestbedJob
+from quantgpt.testbed.recipe import DEFAULT_TEACHER, QATRecipe, TeacherRecipe
+
+
+def test_key_is_stable_and_follows_every_setting():
+    assert TeacherRecipe().key() == DEFAULT_TEACHER.key()
+    assert len(DEFAULT_TEACHER.key()) == 12
+    keys = {dataclasses.replace(DEFAULT_TEACHER, finetune_steps=901).key(), dataclasses.replace(DEFAULT_TEACHER, seed=1).key()}
+    assert DEFAULT_TEACHER.key() not in keys and len(keys) == 2
+
+
+def test_model_config_matches_the_recipe():
+    config = TeacherRecipe(vocab_size=1000, n_layer=2, n_embd=64, n_head=4, block_size=128, dropout=0.0).model_config()
+    assert (config.vocab_size, config.n_layer, config.n_embd, config.n_head, config.n_positions) == (1000, 2, 64, 4, 128)
+    assert config.bos_token_id == config.eos_token_id == 0  # <|endoftext|> is the tokenizer's id 0
+    assert config.resid_pdrop == config.attn_pdrop == config.embd_pdrop == 0.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"n_head": 3}, "n_head=3"),
+        ({"vocab_size": 100}, "vocab_size=100"),
+        ({"dropout": 1.0}, "dropout=1.0"),
+        ({"finetune_learning_rate": 0.0}, "finetune_learning_rate=0.0"),
+        ({"pretrain_steps": -1}, "pretrain_steps=-1"),
+    ],
+)
+def test_bad_teacher_settings_name_the_field(changes, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(DEFAULT_TEACHER, **changes)
+
+
+def test_bad_job_settings_name_the_field():
+    with pytest.raises(ValueError, match="steps=0"):
+        QATRecipe(steps=0)
+    with pytest.raises(ValueError, match="'gptq'"):
+        TestbedJob(methods=("gptq",))
+    with pytest.raises(ValueError, match="'imdb'"):
+        TestbedJob(test_sets=("imdb",))
+    with pytest.raises(ValueError, match="bits"):
+        TestbedJob(bits=("9-9-9",))
+
+
+def test_command_line_flags_override_the_recipe(tmp_path, capsys):
+    assert main(["pretrain", "--recipe", "tiny", "--finetune-steps", "7", "--cache", str(tmp_path), "--print-dir"]) == 0
+    folder = capsys.readouterr().out.strip()
+    tiny = dataclasses.replace(__import__("quantgpt.testbed.recipe", fromlist=["TINY_TEACHER"]).TINY_TEACHER, finetune_steps=7)
+    assert folder.endswith(f"teacher-{tiny.key()}")
+    assert main(["pretrain", "--recipe", "tiny", "--n-head", "3", "--cache", str(tmp_path)]) == 2
+    assert "n_head=3" in capsys.readouterr().err
+    json.dumps(tiny.to_dict())  # the recipe is JSON-ready: it is written beside the teacher
