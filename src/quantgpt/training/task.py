@@ -38,6 +38,8 @@ from torch.utils.data import Dataset
 # Task name -> "module:Class". Other tasks add a line here.
 TASKS: dict[str, str] = {
     "lm": "quantgpt.tasks.lm_task:LanguageModelingTask",
+    "personachat": "quantgpt.tasks.personachat_task:PersonaChatTask",
+    "xsum": "quantgpt.tasks.summarization_task:SummarizationTask",
 }
 
 
