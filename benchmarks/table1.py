@@ -1,0 +1,77 @@
+"""The paper's Table 1 on the CPU testbed: every method at every bit width, a peer library, costs.
+
+    python benchmarks/table1.py                         # the whole grid (about 1.5 h on 2 idle cores)
+    python benchmarks/table1.py --bits 2-2-8            # one row per method
+    python benchmarks/table1.py --no-peer               # without torchao
+
+One teacher (the testbed's, cached under cache/ by `quantgpt pretrain`), quantized with QuantGPT,
+PACT, LSQ and LAQ at 8-8-8, 4-4-8 and 2-2-8, and with torchao's QAT fake quantizer at the same bit
+widths (`pip install torchao==0.18.0`; skipped with a note when it is missing), all trained by the
+same loop and evaluated on WikiText-2 test and PTB test. Also timed: plain full-precision logit
+distillation of the same model in the same process, the reference of each method's step-time
+ratio; and each run's peak resident memory.
+
+Writes docs/results/table1.md and table1.json (the command beside the table) and the figures under
+docs/results/figures/<bits>/; the run directories go to runs/table1/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+# `python benchmarks/table1.py` puts benchmarks/ first on sys.path, where benchmarks/kernels.py
+# would shadow the `kernels` package that Transformers probes for at import.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import torch  # noqa: E402
+
+from quantgpt.testbed.job import PAPER_METHODS, TEST_SETS, TestbedJob, run_testbed  # noqa: E402
+from quantgpt.testbed.peers import TORCHAO_REQUIREMENT, torchao_available  # noqa: E402
+from quantgpt.testbed.recipe import RECIPES  # noqa: E402
+
+GRID_BITS = ("8-8-8", "4-4-8", "2-2-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bits", nargs="+", default=list(GRID_BITS), help="bit widths (default 8-8-8 4-4-8 2-2-8)")
+    parser.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), help="methods (default the paper's four)")
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="leave out torchao")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="teacher and QAT settings")
+    parser.add_argument("--reference-steps", type=int, default=50, help="steps of full-precision distillation timed (default 50)")
+    parser.add_argument("--out", default="docs/results", help="folder of the table (default docs/results)")
+    parser.add_argument("--runs", default="runs/table1", help="folder of the run directories (default runs/table1)")
+    parser.add_argument("--cache", default="cache", help="teacher cache (default cache)")
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    peers: tuple[str, ...] = ()
+    if args.peer and torchao_available():
+        peers = ("torchao",)
+    elif args.peer:
+        print(f"torchao is not installed: the peer rows are left out (pip install {TORCHAO_REQUIREMENT})", flush=True)
+    teacher, qat = RECIPES[args.recipe]
+    job = TestbedJob(teacher, qat, tuple(args.methods), tuple(args.bits), TEST_SETS, peers, args.reference_steps)
+    command = "python benchmarks/table1.py" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    run_testbed(
+        job,
+        out_dir=args.out,
+        cache_root=args.cache,
+        data_dir=args.data_dir,
+        progress=args.progress,
+        command=command,
+        runs_dir=args.runs,
+        figures_dir=f"{args.out}/figures",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
