@@ -130,6 +130,16 @@ def test_lowbit_linear_matches_quant_linear(method, bits, symmetric):
     assert float((got - expected).abs().max() / expected.abs().max()) < 1e-6
 
 
+@pytest.mark.parametrize("bits", [2, 4])
+def test_codes_decode_the_same_in_small_chunks(monkeypatch, bits):
+    from quantgpt.export import packing
+
+    codes = torch.randint(-1 if bits == 2 else -8, 2 if bits == 2 else 8, (7, 13), dtype=torch.int8)
+    packed = packing.pack_codes(codes, bits)
+    monkeypatch.setattr(packing, "_DECODE_CHUNK", 3)  # 91 codes: many chunks and a short last one
+    assert torch.equal(packing.unpack_codes(packed, bits, codes.shape), codes)
+
+
 # ------------------------------------------------------------------------ whole models
 
 

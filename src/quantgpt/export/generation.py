@@ -8,21 +8,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..tokenization import load_bart_tokenizer, load_gpt2_tokenizer
-
-_TOKENIZER_LOADERS = {"gpt2": load_gpt2_tokenizer, "bart": load_bart_tokenizer}
+_TOKENIZER_LOADERS = {"gpt2": "load_gpt2_tokenizer", "bart": "load_bart_tokenizer"}
 
 
 def load_packed_tokenizer(source: str | Path, model_type: str) -> Any:
     """The tokenizer for `model_type` from `source`: a packed model directory holding the run's
     tokenizer files, or a tokenizer directory such as ../shared/data/gpt2-tokenizer."""
-    loader = _TOKENIZER_LOADERS.get(model_type)
-    if loader is None:
+    loader_name = _TOKENIZER_LOADERS.get(model_type)
+    if loader_name is None:
         raise ValueError(f"model_type={model_type!r} has no tokenizer loader: supported are {sorted(_TOKENIZER_LOADERS)}")
     path = Path(source)
     if path.is_dir() and not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
         raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json or vocab.json); pass --tokenizer DIR")
-    return loader(path)
+    # Imported here: quantgpt.tokenization pulls in the task modules (rouge-score, nltk), ~150 MiB
+    # of resident memory that a runtime which only decodes should not carry.
+    from .. import tokenization
+
+    return getattr(tokenization, loader_name)(path)
 
 
 @torch.no_grad()
