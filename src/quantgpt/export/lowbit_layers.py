@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention import AttentionQuantizers
+from ..quantizers import ActivationQuantizer
 from ..quantizers.base import grid_levels
 
 _MIN_RANGE = 1e-12  # the activation quantizer's floor on alpha and step (quantizers/activation.py)
@@ -62,6 +64,24 @@ def quantize_input(x: torch.Tensor, bits: int, symmetric: bool) -> QuantizedInpu
     step = ((high - low) / levels).clamp_min(_MIN_RANGE)
     codes = (torch.round((x - low) / step).clamp_(0, levels) - shift).to(torch.int8)
     return QuantizedInput(codes, step, low + shift * step)
+
+
+class InferenceActivationQuantizer(ActivationQuantizer):
+    """The training-time activation quantizer's values, without its straight-through autograd node
+    (a Python-level Function call and a copy at each of the four points of every attention block)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fake_quantize(x)
+
+
+def inference_attention_quantizers(bits: int, quantize_values: bool) -> AttentionQuantizers:
+    """`AttentionQuantizers` (q, k, v symmetric, probabilities asymmetric) for the runtime."""
+    quantizers = AttentionQuantizers(bits, quantize_values)
+    for name in ("query", "key", "value", "probs"):
+        current = getattr(quantizers, name)
+        if current is not None:
+            setattr(quantizers, name, InferenceActivationQuantizer(current.bits, current.symmetric))
+    return quantizers
 
 
 class Int8Weight(nn.Module):
@@ -220,4 +240,12 @@ class LowBitEmbedding(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, embed_scale={self.embed_scale}"
 
 
-__all__ = ["Int8Weight", "LowBitEmbedding", "LowBitLinear", "QuantizedInput", "quantize_input"]
+__all__ = [
+    "InferenceActivationQuantizer",
+    "Int8Weight",
+    "LowBitEmbedding",
+    "LowBitLinear",
+    "QuantizedInput",
+    "inference_attention_quantizers",
+    "quantize_input",
+]

@@ -24,10 +24,10 @@ from transformers import CONFIG_MAPPING, GenerationConfig, PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from ..architectures import ARCHITECTURES
-from ..attention import ATTENTION_IMPLEMENTATION, AttentionQuantizers, register_attention
+from ..attention import ATTENTION_IMPLEMENTATION, register_attention
 from ..config import ConfigError, QuantConfig
 from .exporter import GENERATION_CONFIG, WEIGHT_LAYOUT
-from .lowbit_layers import Int8Weight, LowBitEmbedding, LowBitLinear
+from .lowbit_layers import Int8Weight, LowBitEmbedding, LowBitLinear, inference_attention_quantizers
 from .packed_format import DenseTensor, Entry, PackedFormatError, PackedTensor, read_packed
 
 _MODULE_FIELDS = {
@@ -254,7 +254,7 @@ def _install_attention(model: nn.Module, attention: dict[str, Any] | None, class
     for name in attention["modules"]:
         module = _submodule(model, name)
         _require(type(module).__name__ in class_names, f"extra: attention module {name!r} is a {type(module).__name__}")
-        module.attention_quantizers = AttentionQuantizers(attention["bits"], attention["quantize_values"])
+        module.attention_quantizers = inference_attention_quantizers(attention["bits"], attention["quantize_values"])
     model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
 
 
