@@ -59,11 +59,11 @@ def _teacher_dir(runs: Sequence[RunInfo], teacher: str | Path | None) -> Path:
     if teacher is not None:
         return Path(teacher)
     for run in runs:
-        if not run.is_quantized:
-            return run.model_dir
-    for run in runs:
         if run.teacher is not None:
             return run.teacher
+    for run in runs:
+        if run.is_teacher:
+            return run.model_dir
     raise ValueError("no full-precision model: pass a teacher run directory or --teacher DIR")
 
 
@@ -110,9 +110,10 @@ def write_report(
     """Draws every figure that the runs allow into `out_dir`; returns {figure: path}.
 
     run_dirs: run directories of `quantgpt quantize` (the students) and optionally of the teacher's
-    fine-tuning. The full-precision model is `teacher`, else a fine-tuning run among `run_dirs`,
-    else the teacher named in a quantization run's run_config.json. Figures 2-4 need at least one
-    quantized run, Figure 8 a QuantGPT run; the training curves need only metrics.
+    fine-tuning. The full-precision model is `teacher`, else the teacher named in a quantization
+    run's run_config.json, else a fine-tuning run among `run_dirs`. Figures 2-4 need at least one
+    run of this package's methods, Figure 8 a QuantGPT run; the training curves need only metrics
+    (runs of a peer library and the full-precision distillation reference appear there only).
     """
     runs = [read_run(path) for path in run_dirs]
     if not runs:
@@ -125,13 +126,14 @@ def write_report(
         train = [(r["step"], r["loss"]) for r in run.metrics if r.get("kind") == "train" and "loss" in r]
         evals = [r for r in run.metrics if r.get("kind") == "eval" and "perplexity" in r and r.get("model") != "best"]
         split = evals[0].get("split", "") if evals else ""
-        curves[run.label if run.is_quantized else f"full precision ({run.path.name})"] = {
+        curves[run.label] = {
             "train": tuple(map(list, zip(*train))) if train else ([], []),
             "eval": ([r["step"] for r in evals], figures.finite([r["perplexity"] for r in evals]), split),
+            "teacher": run.is_teacher,
         }
     written["curves"] = figures.plot_training_curves(curves, out_dir / FIGURE_FILES["curves"])
 
-    quantized_runs = [run for run in runs if run.is_quantized]
+    quantized_runs = [run for run in runs if run.has_our_quantizers]
     if not quantized_runs:
         return written
     teacher_dir = _teacher_dir(runs, teacher)

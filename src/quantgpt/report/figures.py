@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are files, never windows
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 120
@@ -168,32 +169,47 @@ def plot_gammas(gammas: Mapping[str, Mapping[str, float]], row_gammas: Mapping[s
     return _save(fig, path)
 
 
+def _plain_log_axis(ax: plt.Axes) -> None:
+    """Log scale with plain numbers (5.6, 300) instead of 10^x labels."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def plot_training_curves(curves: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Training loss (left) and held-out perplexity (right) against optimizer steps, one line per
-    run. `curves[label]` holds "train": (steps, losses) and "eval": (steps, perplexities, split)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    used: dict[str, int] = {}
-    for label, curve in curves.items():
-        color = color_of(label)
-        style = ("-", "--", ":", "-.")[used.get(color, 0) % 4]  # two runs of one colour differ by line style
-        used[color] = used.get(color, 0) + 1
-        steps, losses = curve["train"]
-        if len(steps):
-            left.plot(steps, losses, label=label, color=color, linestyle=style, linewidth=1)
-        eval_steps, perplexities, split = curve["eval"]
-        if len(eval_steps):
-            right.plot(eval_steps, perplexities, marker="o", markersize=3, label=f"{label} ({split})", color=color, linestyle=style)
-    left.set_xlabel("step")
-    left.set_ylabel("training loss")
-    left.set_yscale("log")
-    left.set_title("training loss (fine-tuning: NLL; QAT: distillation loss)", fontsize=9)
-    right.set_xlabel("step")
-    right.set_ylabel("perplexity")
-    right.set_yscale("log")
-    right.set_title("held-out perplexity during training", fontsize=9)
-    for ax in (left, right):
-        if ax.has_data():
-            ax.legend(fontsize=7)
+    run; full-precision runs (the teacher's stages) in the top row, quantized runs below, since
+    their step counts and losses differ. `curves[label]` holds "train": (steps, losses),
+    "eval": (steps, perplexities, split) and "teacher": whether it is a teacher's run."""
+    groups = {
+        "teacher (full precision): task loss": {k: v for k, v in curves.items() if v.get("teacher")},
+        "quantization-aware training: distillation loss": {k: v for k, v in curves.items() if not v.get("teacher")},
+    }
+    groups = {title: group for title, group in groups.items() if group}
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False)
+    for (left, right), (title, group) in zip(axes, groups.items()):
+        used: dict[str, int] = {}
+        for label, curve in group.items():
+            color = color_of(label)
+            style = ("-", "--", ":", "-.")[used.get(color, 0) % 4]  # two runs of one colour differ by line style
+            used[color] = used.get(color, 0) + 1
+            steps, losses = curve["train"]
+            if len(steps):
+                left.plot(steps, losses, label=label, color=color, linestyle=style, linewidth=1)
+            eval_steps, perplexities, split = curve["eval"]
+            if len(eval_steps):
+                right.plot(eval_steps, perplexities, marker="o", markersize=3, label=f"{label} ({split})", color=color, linestyle=style)
+        left.set_title(f"{title}", fontsize=9)
+        right.set_title("held-out perplexity (the best step is kept)", fontsize=9)
+        left.set_ylabel("training loss")
+        right.set_ylabel("perplexity")
+        for ax in (left, right):
+            ax.set_xlabel("step")
+            if ax.has_data():
+                _plain_log_axis(ax)
+                ax.legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, path)
 
 

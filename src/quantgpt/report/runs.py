@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from ..config import WEIGHT_METHODS
 from ..serialization import load_quantized
 
 BEST_DIR = "best"
@@ -34,11 +35,25 @@ class RunInfo:
 
     @property
     def label(self) -> str:
-        return f"{self.method} {self.bits}" if self.method else "full precision"
+        if self.method:
+            return f"{self.method} {self.bits}"
+        if self.is_teacher:
+            return f"full precision ({self.path.name})"
+        return f"{self.command} ({self.path.name})"
 
     @property
     def is_quantized(self) -> bool:
         return self.method is not None
+
+    @property
+    def is_teacher(self) -> bool:
+        """A full-precision fine-tuning (or pretraining) run: the teacher's."""
+        return self.command == "finetune"
+
+    @property
+    def has_our_quantizers(self) -> bool:
+        """A run of this package's methods, loadable with `load_quantized` (a peer library's is not)."""
+        return self.method in WEIGHT_METHODS
 
     @property
     def model_dir(self) -> Path:

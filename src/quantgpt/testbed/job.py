@@ -193,7 +193,12 @@ def _train_custom_student(job, teacher, student_of, method, bits, run_dir, data_
             objective=build_objective(objective_config, student.config, teacher_model.config),
             config=config,
             tokenizer=task.tokenizer,
-            run_record={"command": record, "teacher": str(teacher.model_dir), "bits": bits, "objective": objective_config.to_dict()},
+            run_record={
+                "command": record,
+                "teacher": str(teacher.model_dir),
+                "quantization": {"method": method, "bits": bits, "peer": True} if record == "quantize-peer" else None,
+                "objective": objective_config.to_dict(),
+            },
             description=f"{method} {bits}",
         )
     )
