@@ -26,7 +26,7 @@ from . import __version__
 from .config import QuantConfig
 from .training.config import TrainingConfig
 from .training.loop import TrainResult, make_accelerator, train
-from .training.models import fresh_model, model_config_from, pretrained_model, quantized_copy, saved_model
+from .training.models import check_model_source, fresh_model, model_config_from, pretrained_model, quantized_copy, saved_model
 from .training.objectives import ObjectiveConfig, build_objective
 from .training.task import Task, task_class
 
@@ -47,6 +47,13 @@ def _environment() -> dict[str, str]:
     }
 
 
+def _check_data(task: Task, training: TrainingConfig) -> None:
+    """Load the training and evaluation splits first: missing or malformed data fails at once,
+    before any model is loaded (the task keeps what it loaded for the run)."""
+    task.train_dataset()
+    task.eval_dataset(training.eval_split)
+
+
 def finetune(
     task: Task,
     training: TrainingConfig,
@@ -62,11 +69,16 @@ def finetune(
     """
     if (model is None) == (model_config is None):
         raise ValueError("pass exactly one of --model (pretrained) and --model-config (random initialization)")
+    if model is not None:
+        check_model_source(model, "--model")
+    else:
+        config = model_config_from(model_config, vocab_size=len(task.tokenizer))
+    _check_data(task, training)
     set_seed(training.seed)  # a fresh model's initialization is part of the run
     if model is not None:
         network = pretrained_model(task.model_class(), model, role="--model")
     else:
-        network = fresh_model(task.model_class(), model_config_from(model_config, vocab_size=len(task.tokenizer)))
+        network = fresh_model(task.model_class(), config)
     task.prepare_model(network)
     objective_config = ObjectiveConfig(kind="finetune")
     record = {
@@ -105,6 +117,8 @@ def quantize(
     objective_config = objective or ObjectiveConfig.for_method(quantization.method)
     if objective_config.kind != "distill":
         raise ValueError(f"quantize distills from the teacher: objective kind must be 'distill', not {objective_config.kind!r}")
+    check_model_source(teacher, "--teacher")
+    _check_data(task, training)
     set_seed(training.seed)  # the contrastive projections' initialization is part of the run
     teacher_model = pretrained_model(task.model_class(), teacher, role="--teacher")
     task.prepare_model(teacher_model)

@@ -1,4 +1,5 @@
-"""Fixtures of the training tests: the real data, the offline GPT-2 tokenizer, tiny random teachers.
+"""Fixtures of the training tests: the tokenizer directory and tiny random teachers (`shared_data`
+and `gpt2_tokenizer` come from tests/conftest.py).
 
 Every run here is tiny (2 layers, width 32, blocks of 32 tokens, a few steps) and reads the real
 WikiText-2 text under the CPU testbed protocol (../shared/data/README.md).
@@ -10,27 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from quantgpt.tokenization import load_gpt2_tokenizer
 from training_helpers import save_tiny_teacher
-
-SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA}")
-    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(shared_data) -> Path:
     return shared_data / "gpt2-tokenizer"
-
-
-@pytest.fixture(scope="session")
-def gpt2_tokenizer(tokenizer_dir):
-    return load_gpt2_tokenizer(tokenizer_dir)
 
 
 @pytest.fixture(scope="session")

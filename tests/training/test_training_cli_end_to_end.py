@@ -28,13 +28,13 @@ def test_finetune_then_quantize_each_method_then_evaluate(tmp_path, shared_data,
     teacher_run = tmp_path / "teacher"
     code = main([
         "finetune", "--model-config", "tiny", "--tokenizer", str(tokenizer_dir), *lm_flags(shared_data),
-        "--batch-size", "4", "--max-steps", "6", "--lr", "1e-3", "--eval-every", "3", "--save-every", "3",
+        "--batch-size", "4", "--max-steps", "4", "--lr", "1e-3", "--eval-every", "2", "--save-every", "2",
         "--log-every", "1", "--output-dir", str(teacher_run),
     ])
     assert code == 0
     teacher_records = read_metrics(teacher_run)
     train_losses = [r["loss"] for r in teacher_records if r["kind"] == "train"]
-    assert len(train_losses) == 6
+    assert len(train_losses) == 4
     # The random tiny model starts near ln(50257) = 10.82 nats a token and learns.
     assert abs(train_losses[0] - math.log(50257)) < 0.2
     assert train_losses[-1] < train_losses[0]
@@ -46,7 +46,7 @@ def test_finetune_then_quantize_each_method_then_evaluate(tmp_path, shared_data,
         run = tmp_path / method
         code = main([
             "quantize", "--teacher", str(teacher_run / "best"), "--method", method, "--bits", "2-2-8",
-            *lm_flags(shared_data), "--batch-size", "4", "--max-steps", "3", "--eval-every", "3",
+            *lm_flags(shared_data), "--batch-size", "4", "--max-steps", "2", "--eval-every", "2",
             "--num-negatives", "8", "--output-dir", str(run),
         ])
         assert code == 0, method

@@ -1,14 +1,16 @@
-"""Nothing lost: a run killed (SIGKILL) or stopped (SIGTERM) and resumed ends as an uninterrupted one.
+"""Nothing lost: a run stopped (SIGTERM) or killed (SIGKILL) and resumed ends as an uninterrupted one.
 
-The interrupted run is a subprocess that signals itself after a given step
-(QUANTGPT_FAULT_AT_STEP); the resumed and the reference runs are in-process with the same number
-of threads, so the comparison is exact up to float noise (rel 1e-6 is asked; equality is expected).
+The interrupted runs are subprocesses that signal themselves after a given step
+(QUANTGPT_FAULT_AT_STEP); the last resume and the reference run are in-process with the same
+number of threads, so the comparison is exact up to float noise (rel 1e-6 is asked; equality is
+expected and observed).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,21 +18,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from quantgpt.cli import main
 from quantgpt.training.interrupt import FAULT_ENV, SIGTERM_EXIT_CODE
 from quantgpt.training.metrics import read_metrics
 from training_helpers import lm_flags
 
-STEPS = 8
+STEPS = 6
 
 
 def quantize_args(teacher: Path, shared_data: Path, run: Path, method: str) -> list[str]:
     return [
         "quantize", "--teacher", str(teacher), "--method", method, "--bits", "2-2-8",
-        *lm_flags(shared_data), "--batch-size", "4", "--max-steps", str(STEPS), "--eval-every", "4",
-        "--save-every", "3", "--keep-checkpoints", "2", "--log-every", "1", "--num-negatives", "8",
+        *lm_flags(shared_data), "--batch-size", "4", "--max-steps", str(STEPS), "--eval-every", "3",
+        "--save-every", "2", "--keep-checkpoints", "2", "--log-every", "1", "--num-negatives", "8",
         "--output-dir", str(run),
     ]
 
@@ -64,40 +66,51 @@ def assert_same_result(resumed: Path, reference: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, shared_data, tiny_teacher):
-    killed = tmp_path / "killed"
-    process = run_with_fault(quantize_args(tiny_teacher, shared_data, killed, "quantgpt"), "7:KILL")
-    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
-    assert max(train_losses(killed)) == 7  # it got past the last checkpoint (step 6) before dying
-    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-3", "step-6"]
-    assert not (killed / "final_metrics.json").exists()
+def test_sigterm_then_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, shared_data, tiny_teacher):
+    run = tmp_path / "interrupted"
+    args = quantize_args(tiny_teacher, shared_data, run, "quantgpt")
 
-    assert main([*quantize_args(tiny_teacher, shared_data, killed, "quantgpt"), "--resume"]) == 0
-    events = [r for r in read_metrics(killed) if r["kind"] == "event"]
-    assert events == [{"kind": "event", "step": 6, "event": "resumed", "checkpoint": "step-6"}]
+    stopped = run_with_fault(args, "3:TERM")  # SIGTERM: checkpoint at once, exit 143
+    assert stopped.returncode == SIGTERM_EXIT_CODE == 143, stopped.stderr[-2000:]
+    assert "--resume" in stopped.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2", "step-3"]
+    assert json.loads((run / "checkpoints" / "step-3" / "trainer_state.json").read_text())["step"] == 3
+    assert read_metrics(run)[-1] == {"kind": "event", "step": 3, "event": "stopped on SIGTERM", "checkpoint": "step-3"}
 
+    killed = run_with_fault([*args, "--resume"], "5:KILL")  # SIGKILL after step 5; last checkpoint step 4
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert max(train_losses(run)) == 5
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3", "step-4"]
+    assert not (run / "final_metrics.json").exists()
+
+    assert main([*args, "--resume"]) == 0
+    events = [(r["step"], r["event"]) for r in read_metrics(run) if r["kind"] == "event"]
+    assert events == [(3, "stopped on SIGTERM"), (3, "resumed"), (4, "resumed")]
     reference = tmp_path / "reference"
     assert main(quantize_args(tiny_teacher, shared_data, reference, "quantgpt")) == 0
-    assert_same_result(killed, reference)
-    bank = load_file(killed / "checkpoints" / f"step-{STEPS}" / "model.safetensors")
-    assert bank["objective.distiller.student_bank.written"].any()
+    assert_same_result(run, reference)
+    state = load_file(run / "checkpoints" / f"step-{STEPS}" / "model.safetensors")
+    assert state["objective.distiller.student_bank.written"].any()
 
 
-@pytest.mark.slow
-def test_sigterm_writes_a_checkpoint_exits_143_and_resumes_exactly(tmp_path, shared_data, tiny_teacher):
-    stopped = tmp_path / "stopped"
-    process = run_with_fault(quantize_args(tiny_teacher, shared_data, stopped, "laq"), "4:TERM")
-    assert process.returncode == SIGTERM_EXIT_CODE == 143
-    assert "--resume" in process.stderr.strip().splitlines()[-1]
-    assert sorted(p.name for p in (stopped / "checkpoints").iterdir()) == ["step-3", "step-4"]
-    state = json.loads((stopped / "checkpoints" / "step-4" / "trainer_state.json").read_text())
-    assert state["step"] == 4
-    assert read_metrics(stopped)[-1]["event"] == "stopped on SIGTERM"
-
-    assert main([*quantize_args(tiny_teacher, shared_data, stopped, "laq"), "--resume"]) == 0
+def test_laq_resumes_exactly_from_an_earlier_checkpoint(tmp_path, shared_data, tiny_teacher):
+    """In-process: drop the last checkpoint of a finished run, as if it had died after step 4."""
+    run = tmp_path / "run"
+    args = quantize_args(tiny_teacher, shared_data, run, "laq")
+    assert main(args) == 0
+    finished = json.loads((run / "final_metrics.json").read_text())
+    finished_state = load_file(run / "checkpoints" / f"step-{STEPS}" / "model.safetensors")
     reference = tmp_path / "reference"
-    assert main(quantize_args(tiny_teacher, shared_data, reference, "laq")) == 0
-    assert_same_result(stopped, reference)
+    reference.mkdir()
+    (reference / "final_metrics.json").write_text(json.dumps(finished))
+    (reference / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text())
+    (reference / "checkpoints" / f"step-{STEPS}").mkdir(parents=True)
+    save_file(finished_state, reference / "checkpoints" / f"step-{STEPS}" / "model.safetensors")
+
+    shutil.rmtree(run / "checkpoints" / f"step-{STEPS}")
+    (run / "final_metrics.json").unlink()
+    assert main([*args, "--resume"]) == 0  # from step 4: LAQ's curvature comes back from Adam's state
+    assert_same_result(run, reference)
 
 
 def test_resume_refuses_changed_settings(tmp_path, shared_data, tiny_teacher, capsys):

@@ -27,16 +27,16 @@ from quantgpt.training import ObjectiveConfig, TrainingConfig, build_objective, 
 from quantgpt.training.models import pretrained_model, quantized_copy
 
 GLOBAL_BATCH = 4
-STEPS = 6
+STEPS = 4
 
 
 def run_one(teacher_dir: str, data_dir: str, output_dir: Path, method: str) -> None:
     task = load_task(
         "lm", teacher_dir, dataset="wikitext-2", data_dir=data_dir, block_size=32,
-        train_split="testbed-train", max_train_blocks=32, max_eval_blocks=4, eval_batch_size=4,
+        train_split="testbed-train", max_train_blocks=16, max_eval_blocks=3, eval_batch_size=2,
     )
     training = TrainingConfig(
-        output_dir=str(output_dir), batch_size=GLOBAL_BATCH, max_steps=STEPS, eval_every=3, save_every=0,
+        output_dir=str(output_dir), batch_size=GLOBAL_BATCH, max_steps=STEPS, eval_every=0, save_every=0,
         log_every=1, eval_split="testbed-select", progress=False,
     )
     set_seed(training.seed)

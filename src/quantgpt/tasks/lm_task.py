@@ -119,7 +119,13 @@ class LanguageModelingTask(Task):
     def _blocks(self, split: str, training: bool) -> LMBlockDataset:
         key = (split, training)
         if key not in self._datasets:
-            lines = load_lm_text(self.dataset, split, self.data_dir)
+            try:
+                lines = load_lm_text(self.dataset, split, self.data_dir)
+            except OSError as error:  # the hub out of reach (local files raise DataError instead)
+                raise ValueError(
+                    f"could not read {self.dataset} {split} from the hub ({str(error).splitlines()[0]}); "
+                    "pass --data-dir with local release files"
+                ) from None
             cap = self.max_train_blocks if training else self.max_eval_blocks
             keep_tail = not training  # evaluation scores every token, the short tail included
             if cap is None:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +147,61 @@ def _is_better(value: float, best: float | None, greater_is_better: bool) -> boo
     return value > best if greater_is_better else value < best
 
 
+@dataclass
+class StepResult:
+    """What one optimizer step reports: losses averaged over micro-batches and processes, the
+    tokens of all processes, the gradient norm before clipping and the learning rates it used."""
+
+    losses: dict[str, float]
+    tokens: int
+    grad_norm: float | None
+    learning_rates: dict[str, float]
+
+
+def optimizer_step(
+    module: nn.Module,
+    micro_batches: Iterable[dict[str, Any]],
+    *,
+    accelerator: Accelerator,
+    optimizer: Any,
+    scheduler: Any,
+    task: Task,
+    student: nn.Module,
+    max_grad_norm: float,
+    accumulation: int = 1,
+) -> StepResult:
+    """One optimizer step of the loop (also what benchmarks/step_time.py times).
+
+    Forward and backward each of the `accumulation` micro-batches (loss / accumulation), with the
+    gradient all-reduce only on the last; clip; AdamW step; scheduler step; LAQ's curvature from
+    the new second moments; then one all-reduce of the logged numbers.
+    """
+    totals: dict[str, Tensor] = {}
+    tokens = 0
+    for micro, batch in enumerate(micro_batches):
+        batch = move_to_device(batch, accelerator.device)
+        with nullcontext() if micro == accumulation - 1 else accelerator.no_sync(module):
+            outputs = module(batch)
+            accelerator.backward(outputs["loss"] / accumulation)
+        for key, value in outputs.items():
+            totals[key] = totals.get(key, 0.0) + value.detach().float() / accumulation
+        tokens += task.num_tokens(batch)
+    grad_norm = accelerator.clip_grad_norm_(module.parameters(), max_grad_norm) if max_grad_norm > 0 else None
+    raw_optimizer = getattr(optimizer, "optimizer", optimizer)
+    rates = group_learning_rates(raw_optimizer)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    hand_curvature_to_laq(student, raw_optimizer)
+
+    names = sorted(totals)
+    summed = torch.stack([totals[name] for name in names] + [totals["loss"].new_tensor(float(tokens))])
+    if accelerator.num_processes > 1:
+        summed = accelerator.reduce(summed, reduction="sum")
+    losses = {name: float(summed[i]) / accelerator.num_processes for i, name in enumerate(names)}
+    return StepResult(losses, int(summed[-1]), None if grad_norm is None else float(grad_norm), rates)
+
+
 def train(
     *,
     student: nn.Module,
@@ -165,19 +221,18 @@ def train(
     TrainingInterrupted after checkpointing when the process receives SIGTERM.
     """
     run_dir = Path(config.output_dir)
-    accelerator = accelerator or make_accelerator(config)
-    is_main = accelerator.is_main_process
-    prepare_run_dir(run_dir, {**(run_record or {}), "training": config.to_dict()}, config.resume, is_main)
-    accelerator.wait_for_everyone()
     if objective.needs_teacher and teacher is None:
         raise ValueError("this objective distills from a teacher: pass teacher=")
-
-    train_set = task.train_dataset()
+    accelerator = accelerator or make_accelerator(config)
+    is_main = accelerator.is_main_process
+    config.micro_batch_size(accelerator.num_processes)  # fails early with a clear message
+    train_set = task.train_dataset()  # missing data fails before the run directory is made
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"the training set has {len(train_set)} examples, fewer than one batch of batch_size={config.batch_size}")
     total_steps = config.max_steps if config.max_steps is not None else config.num_epochs * steps_per_epoch
-    config.micro_batch_size(accelerator.num_processes)  # fails early with a clear message
+    prepare_run_dir(run_dir, {**(run_record or {}), "training": config.to_dict()}, config.resume, is_main)
+    accelerator.wait_for_everyone()
 
     if teacher is not None:
         freeze(teacher).to(accelerator.device)
@@ -249,48 +304,32 @@ def train(
     )
     batches = iter(loader)
     progress = Progress(total_steps, state["step"], is_main and config.progress, description)
-    accumulation = config.gradient_accumulation_steps
     module.train()
     try:
         with StopRequest() as stop:
             for step in range(state["step"] + 1, total_steps + 1):
-                totals: dict[str, Tensor] = {}
-                tokens = 0
-                for micro in range(accumulation):
-                    batch = move_to_device(next(batches), accelerator.device)
-                    # Gradients are all-reduced once per optimizer step, on the last micro-batch.
-                    with nullcontext() if micro == accumulation - 1 else accelerator.no_sync(module):
-                        outputs = module(batch)
-                        accelerator.backward(outputs["loss"] / accumulation)
-                    for key, value in outputs.items():
-                        totals[key] = totals.get(key, 0.0) + value.detach().float() / accumulation
-                    tokens += task.num_tokens(batch)
-                grad_norm = (
-                    accelerator.clip_grad_norm_(module.parameters(), config.max_grad_norm)
-                    if config.max_grad_norm > 0
-                    else None
+                result = optimizer_step(
+                    module,
+                    (next(batches) for _ in range(config.gradient_accumulation_steps)),
+                    accelerator=accelerator,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    task=task,
+                    student=student,
+                    max_grad_norm=config.max_grad_norm,
+                    accumulation=config.gradient_accumulation_steps,
                 )
-                rates = group_learning_rates(raw_optimizer)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                hand_curvature_to_laq(student, raw_optimizer)
                 state["step"] = step
-
-                names = sorted(totals)
-                summed = torch.stack([totals[name] for name in names] + [torch.tensor(float(tokens), device=totals["loss"].device)])
-                if accelerator.num_processes > 1:
-                    summed = accelerator.reduce(summed, reduction="sum")
-                values = {name: float(summed[i]) / accelerator.num_processes for i, name in enumerate(names)}
-                global_tokens = int(summed[-1])
+                values = result.losses
                 postfix = {"loss": values["loss"]}
                 if task.task_loss_is_nll and "task_loss" in values:
                     postfix["ppl"] = math.exp(min(values["task_loss"], 50.0))
-                rate = progress.step(global_tokens, postfix)
+                rate = progress.step(result.tokens, postfix)
                 if step % config.log_every == 0 or step == total_steps:
-                    record = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, **values, **rates, "tokens_per_s": rate}
-                    if grad_norm is not None:
-                        record["grad_norm"] = float(grad_norm)
+                    record = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, **values}
+                    record.update(result.learning_rates, tokens_per_s=rate)
+                    if result.grad_norm is not None:
+                        record["grad_norm"] = result.grad_norm
                     metrics.write(record)
 
                 if (config.eval_every and step % config.eval_every == 0) or step == total_steps:

@@ -28,7 +28,7 @@ import argparse
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -64,7 +64,6 @@ class DistillTargets:
     hidden_states: Sequence[Tensor] | None = None
     token_ids: Tensor | None = None
     token_mask: Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Task(ABC):
