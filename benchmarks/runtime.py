@@ -34,10 +34,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# Python puts this script's folder first on sys.path, where benchmarks/kernels.py would shadow the
-# `kernels` package that Transformers probes for at import (a circular import error): drop it.
-sys.path = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
 MIB = 2**20
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "docs" / "results" / "runtime.md"

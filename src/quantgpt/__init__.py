@@ -2,11 +2,14 @@
 
 The public API: `QuantConfig` and `BitWidths` describe a quantization, `quantize_model` prepares a
 Transformers model in place (fake quantization for training), `model.save_pretrained(dir)` saves it
-and `load_quantized(dir)` brings it back; `model_size` gives the paper's size accounting.
+and `load_quantized(dir)` brings it back; `export_packed` writes the packed low-bit file (ternary at
+1.6 bits a weight) and `load_packed` runs it with integer matrix products; `model_size` gives the
+paper's size accounting.
 """
 
 from .config import BitWidths, ConfigError, QuantConfig
 from .convert import quantize_model, quantizer_parameters
+from .export import export_packed, load_packed
 from .serialization import CheckpointError, load_quantized
 from .size import load_model_config, model_size
 
@@ -16,6 +19,8 @@ __all__ = [
     "BitWidths",
     "CheckpointError",
     "ConfigError",
+    "export_packed",
+    "load_packed",
     "QuantConfig",
     "load_model_config",
     "load_quantized",

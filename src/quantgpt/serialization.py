@@ -48,7 +48,7 @@ def model_class_for(config) -> type[nn.Module]:
     return getattr(transformers, names[0])
 
 
-def load_quantized(directory: str | Path, torch_dtype: torch.dtype = torch.float32) -> nn.Module:
+def load_quantized(directory: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """Rebuild a model saved by `save_pretrained` after `quantize_model`, with every tensor restored."""
     directory = Path(directory)
     if not (directory / "config.json").is_file():
@@ -59,7 +59,7 @@ def load_quantized(directory: str | Path, torch_dtype: torch.dtype = torch.float
         raise CheckpointError(f"{directory}: config.json has no quantization_config; load it with from_pretrained")
     quant_config = QuantConfig.from_dict(dict(quant))
     del config.quantization_config
-    model = model_class_for(config)._from_config(config, torch_dtype=torch_dtype)
+    model = model_class_for(config)._from_config(config, dtype=dtype)
     quantize_model(model, quant_config)
     state = _read_state_dict(directory)
     result = model.load_state_dict(state, strict=False)

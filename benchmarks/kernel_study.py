@@ -1,7 +1,7 @@
 """Time CPU low-bit matmul kernels on GPT-2-small linear shapes and print a table.
 
-    python benchmarks/kernels.py                      # all shapes, rows 1 and 8, 1 thread
-    python benchmarks/kernels.py --threads 2 --no-compile
+    python benchmarks/kernel_study.py                      # all shapes, rows 1 and 8, 1 thread
+    python benchmarks/kernel_study.py --threads 2 --no-compile
 
 For each weight shape (in_features x out_features) and number of activation rows it times one
 linear layer ``y = x @ W^T`` with ``W = codes * scale`` (SPEC Eq. 1), codes drawn uniformly from
