@@ -16,10 +16,10 @@ from training_helpers import lm_flags
 METHODS = ("quantgpt", "pact", "lsq", "laq")
 
 
-def _evaluate_json(capsys, model_dir, shared_data) -> dict:
+def _evaluate_json(capsys, model_dir, shared_data, split: str = "testbed-select") -> dict:
     capsys.readouterr()
     flags = ["--task", "lm", "--dataset", "wikitext-2", "--data-dir", str(shared_data), "--block-size", "32", "--max-eval-blocks", "4"]
-    assert main(["evaluate", str(model_dir), *flags, "--split", "testbed-select", "--json"]) == 0
+    assert main(["evaluate", str(model_dir), *flags, "--split", split, "--json"]) == 0
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
@@ -29,7 +29,7 @@ def test_finetune_then_quantize_each_method_then_evaluate(tmp_path, shared_data,
     code = main([
         "finetune", "--model-config", "tiny", "--tokenizer", str(tokenizer_dir), *lm_flags(shared_data),
         "--batch-size", "4", "--max-steps", "4", "--lr", "1e-3", "--eval-every", "2", "--save-every", "2",
-        "--log-every", "1", "--output-dir", str(teacher_run),
+        "--log-every", "1", "--test-split", "test", "--output-dir", str(teacher_run),
     ])
     assert code == 0
     teacher_records = read_metrics(teacher_run)
@@ -41,6 +41,9 @@ def test_finetune_then_quantize_each_method_then_evaluate(tmp_path, shared_data,
     teacher_ppl = _evaluate_json(capsys, teacher_run / "best", shared_data)["perplexity"]
     best = json.loads((teacher_run / "final_metrics.json").read_text())["best"]
     assert teacher_ppl == pytest.approx(best["perplexity"], rel=1e-9)  # the saved best reloads to the same metric
+    test = json.loads((teacher_run / "final_metrics.json").read_text())["test"]
+    assert test["split"] == "test" and test["tokens"] == 4 * 32 - 4  # 4 blocks, each block's first token unscored
+    assert test["perplexity"] == pytest.approx(_evaluate_json(capsys, teacher_run / "best", shared_data, "test")["perplexity"], rel=1e-9)
 
     for method in METHODS:
         run = tmp_path / method

@@ -35,7 +35,6 @@ from .optim import build_optimizer, build_scheduler, group_learning_rates, hand_
 from .task import Task, move_to_device
 
 RUN_CONFIG = "run_config.json"
-FINAL_METRICS = "final_metrics.json"
 # Settings that may change between a run and its resumption without changing its result.
 RESUMABLE_CHANGES = ("resume", "progress", "num_workers")
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .checkpoints import write_json_atomic
 
 METRICS_FILE = "metrics.jsonl"
+FINAL_METRICS_FILE = "final_metrics.json"
 
 
 def _json_ready(value: Any) -> Any:
@@ -88,4 +89,4 @@ class Progress:
 
 
 def write_final_metrics(run_dir: Path, data: dict[str, Any]) -> None:
-    write_json_atomic(Path(run_dir) / "final_metrics.json", data)
+    write_json_atomic(Path(run_dir) / FINAL_METRICS_FILE, data)
