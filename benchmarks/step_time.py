@@ -22,25 +22,19 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-# `python benchmarks/step_time.py` puts benchmarks/ first on sys.path, where benchmarks/kernels.py
-# would shadow the `kernels` package that Transformers probes for at import.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+import torch
+from accelerate.utils import set_seed
+from transformers import GPT2Config, GPT2LMHeadModel
 
-import torch  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
-
-from quantgpt import QuantConfig, quantize_model  # noqa: E402
-from quantgpt.distill import ContrastiveConfig  # noqa: E402
-from quantgpt.tasks.lm_task import LanguageModelingTask  # noqa: E402
-from quantgpt.tokenization import GPT2_VOCAB_SIZE, load_gpt2_tokenizer  # noqa: E402
-from quantgpt.training import (  # noqa: E402
+from quantgpt import QuantConfig, quantize_model
+from quantgpt.distill import ContrastiveConfig
+from quantgpt.tasks.lm_task import LanguageModelingTask
+from quantgpt.tokenization import GPT2_VOCAB_SIZE, load_gpt2_tokenizer
+from quantgpt.training import (
     ObjectiveConfig,
     TrainingConfig,
     TrainingModule,
@@ -48,8 +42,8 @@ from quantgpt.training import (  # noqa: E402
     build_optimizer,
     build_scheduler,
 )
-from quantgpt.training.loop import make_accelerator, optimizer_step  # noqa: E402
-from quantgpt.training.models import freeze  # noqa: E402
+from quantgpt.training.loop import make_accelerator, optimizer_step
+from quantgpt.training.models import freeze
 
 # (label, quantization method or None for full precision, contrastive loss on)
 VARIANTS = (
