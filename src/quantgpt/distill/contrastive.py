@@ -208,9 +208,12 @@ class TokenContrastiveDistiller(nn.Module):
             )
 
         ids = input_ids.masked_fill(~real, -1)
+        # One gather serves the first-step fill and the Eq. 3 update, so that N processes read and
+        # write exactly what one process with the same global batch would.
+        flat_ids, all_student, all_teacher = self._gathered(ids, student_reps, teacher_reps, gather or _identity)
         # Tokens never seen before would otherwise have all-zero keys in their first step.
-        self.student_bank.fill_unwritten(ids, student_reps.detach())
-        self.teacher_bank.fill_unwritten(ids, teacher_reps.detach())
+        self.student_bank.fill_unwritten(flat_ids, all_student)
+        self.teacher_bank.fill_unwritten(flat_ids, all_teacher)
         if source == "global":
             loss = self._global_loss(student_reps, teacher_reps, ids, real)
         else:
@@ -218,7 +221,8 @@ class TokenContrastiveDistiller(nn.Module):
                 student_reps, teacher_reps, input_ids, real,
                 student_keys=self.student_bank.lookup(ids), teacher_keys=self.teacher_bank.lookup(ids),
             )
-        self._update_banks(ids, student_reps.detach(), teacher_reps.detach(), gather or _identity)
+        self.student_bank.update(flat_ids, all_student, self.config.momentum)  # Eq. 3
+        self.teacher_bank.update(flat_ids, all_teacher, self.config.momentum)
         return loss
 
     def _in_sequence_loss(
@@ -308,12 +312,14 @@ class TokenContrastiveDistiller(nn.Module):
             losses.append(info_nce(logits.diagonal(), logits, chosen, has_tokens))
         return (losses[0] + losses[1]) / 2
 
-    @torch.no_grad()
-    def _update_banks(
-        self, ids: Tensor, student_reps: Tensor, teacher_reps: Tensor, gather: Callable[[Tensor], Tensor]
-    ) -> None:
-        """Eq. 3 on both banks with this step's (gathered) detached representations."""
-        flat_ids = gather(ids.reshape(-1))
+    @staticmethod
+    def _gathered(
+        ids: Tensor, student_reps: Tensor, teacher_reps: Tensor, gather: Callable[[Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """This step's flat ids and detached representations from every process (padding id -1)."""
         dim = student_reps.shape[-1]
-        self.student_bank.update(flat_ids, gather(student_reps.reshape(-1, dim)), self.config.momentum)
-        self.teacher_bank.update(flat_ids, gather(teacher_reps.reshape(-1, dim)), self.config.momentum)
+        return (
+            gather(ids.reshape(-1)),
+            gather(student_reps.detach().reshape(-1, dim)),
+            gather(teacher_reps.detach().reshape(-1, dim)),
+        )

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from rouge_score import rouge_scorer
 from tqdm.auto import tqdm
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
@@ -153,6 +152,8 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references; they must pair up")
     if not predictions:
         raise ValueError("no prediction to score")
+    from rouge_score import rouge_scorer  # imported here: it pulls in nltk (~1.5 s) for every command
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for prediction, reference in zip(predictions, references, strict=True):
