@@ -6,7 +6,7 @@ unpacked once at load into an int8 matrix `c` of shape (out_features, in_feature
 
 Every linear input is already quantized to 8 bits by the model (SPEC section 4), so a linear layer
 multiplies int8 activation codes by int8 weight codes with `torch._int_mm` (int32 accumulation,
-exact) and scales the result once. `benchmarks/kernels.py` measured this as the fastest CPU kernel
+exact) and scales the result once. `benchmarks/kernel_study.py` measured this as the fastest CPU kernel
 for GPT-2 shapes at 1 and 8 rows (1.4-4.7x over fp32 `F.linear`) and, the integer product being
 exact, it reproduces the fake-quantized model to float32 rounding. `torch._int_mm` is a private but
 stable PyTorch operator (CPU and CUDA); it wants the weight as a column-major (in, out) view, which
