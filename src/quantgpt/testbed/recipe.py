@@ -50,7 +50,7 @@ class TeacherRecipe:
     batch_size: int = 8
     pretrain_steps: int = 0
     pretrain_learning_rate: float = 1e-3
-    finetune_steps: int = 900
+    finetune_steps: int = 700
     finetune_learning_rate: float = 1e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
