@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,10 +11,15 @@ from quantgpt.tokenization import (
     load_gpt2_tokenizer,
 )
 
-TOKENIZER_DIR = (Path(__file__).resolve().parents[1] / "../shared/data/gpt2-tokenizer").resolve()
+from conftest import SHARED_DATA
+
+TOKENIZER_DIR = SHARED_DATA / "gpt2-tokenizer"  # missing data fails the tests (conftest), never skips them
 SENTENCE = "The Met Office has issued a yellow weather warning for ice across most of Wales."
 
-pytestmark = pytest.mark.skipif(not TOKENIZER_DIR.is_dir(), reason=f"real data not found at {TOKENIZER_DIR}")
+
+@pytest.fixture(autouse=True)
+def _needs_shared_data(shared_data):
+    """Fail, not skip, when ../shared/data is missing."""
 
 
 @pytest.fixture(scope="module")
