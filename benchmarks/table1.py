@@ -20,18 +20,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
-# `python benchmarks/table1.py` puts benchmarks/ first on sys.path, where benchmarks/kernels.py
-# would shadow the `kernels` package that Transformers probes for at import.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+import torch
 
-import torch  # noqa: E402
-
-from quantgpt.testbed.job import PAPER_METHODS, TEST_SETS, TestbedJob, run_testbed  # noqa: E402
-from quantgpt.testbed.peers import TORCHAO_REQUIREMENT, torchao_available  # noqa: E402
-from quantgpt.testbed.recipe import RECIPES  # noqa: E402
+from quantgpt.testbed.job import PAPER_METHODS, TEST_SETS, TestbedJob, run_testbed
+from quantgpt.testbed.peers import TORCHAO_REQUIREMENT, torchao_available
+from quantgpt.testbed.recipe import RECIPES
 
 GRID_BITS = ("8-8-8", "4-4-8", "2-2-8")
 
