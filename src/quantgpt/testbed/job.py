@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -144,7 +143,10 @@ def _fresh(run_dir: Path) -> Path:
 
 
 def _objective(method: str, qat: QATRecipe) -> ObjectiveConfig:
-    """The paper's objective (Eq. 5 for QuantGPT, logit distillation for the baselines and peers)."""
+    """The paper's objective: Eq. 5 for QuantGPT, logit distillation (Eq. 4) for the baselines; a
+    peer library and the full-precision reference get logit distillation too."""
+    if method not in WEIGHT_METHODS:
+        return ObjectiveConfig(kind="distill")
     return ObjectiveConfig.for_method(method, ContrastiveConfig(num_negatives=qat.num_negatives))
 
 
@@ -179,7 +181,8 @@ def quantize_with_method(job, teacher, method, bits, run_dir, data_dir, progress
 
 
 def _train_custom_student(job, teacher, student_of, method, bits, run_dir, data_dir, progress, steps, record):
-    """Distillation of a student built by `student_of(teacher_model)` through the training loop."""
+    """Distillation of a student built by `student_of(teacher_model)` through the training loop;
+    returns the measured run and the teacher model."""
     task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
     teacher_model = AutoModelForCausalLM.from_pretrained(str(teacher.model_dir))
     student = student_of(teacher_model)
@@ -202,14 +205,14 @@ def _train_custom_student(job, teacher, student_of, method, bits, run_dir, data_
             description=f"{method} {bits}",
         )
     )
-    return measured, student_of, teacher_model
+    return measured, teacher_model
 
 
 def quantize_with_peer(job, teacher, peer, bits, run_dir, data_dir, progress) -> MethodResult:
     """QAT with another library's weight quantizer (peers.py), same loop and loss as the baselines;
     its best weights are loaded back into a freshly prepared student for the test sets."""
     student_of = lambda model: torchao_student(model, bits)  # noqa: E731  (the only peer so far)
-    measured, _, teacher_model = _train_custom_student(
+    measured, teacher_model = _train_custom_student(
         job, teacher, student_of, peer, bits, run_dir, data_dir, progress, job.qat.steps, "quantize-peer"
     )
     best = student_of(teacher_model)
@@ -226,7 +229,7 @@ def quantize_with_peer(job, teacher, peer, bits, run_dir, data_dir, progress) ->
 def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> MethodResult:
     """`job.reference_steps` steps of logit distillation into an unquantized copy of the teacher:
     the step time every method is compared with (no test-set evaluation)."""
-    measured, _, _ = _train_custom_student(
+    measured, _ = _train_custom_student(
         job, teacher, copy.deepcopy, "full-precision", "-", run_dir, data_dir, progress, job.reference_steps, "distill-fp"
     )
     return _method_result(REFERENCE, "-", run_dir, measured, job.qat.batch_size * job.teacher.block_size, {})
@@ -374,7 +377,3 @@ def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) ->
             "(two's complement; 4 at 2 bits vs the paper's ternary 3) and one scale per output channel (vs one per matrix)."
         )
     return "\n".join(lines) + "\n"
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
