@@ -60,3 +60,15 @@ def test_command_line_flags_override_the_recipe(tmp_path, capsys):
     assert main(["pretrain", "--recipe", "tiny", "--n-head", "3", "--cache", str(tmp_path)]) == 2
     assert "n_head=3" in capsys.readouterr().err
     json.dumps(tiny.to_dict())  # the recipe is JSON-ready: it is written beside the teacher
+
+
+def test_quantizer_learning_rate_per_method_and_its_flag(tmp_path):
+    qat = QATRecipe(quantizer_learning_rate=1e-3, method_quantizer_learning_rates={"quantgpt": 2e-2})
+    assert qat.quantizer_learning_rate_of("quantgpt") == 2e-2
+    assert qat.quantizer_learning_rate_of("lsq") == 1e-3
+    with pytest.raises(ValueError, match=r"method_quantizer_learning_rates\['lsq'\]=0"):
+        QATRecipe(method_quantizer_learning_rates={"lsq": 0})
+    from quantgpt.testbed.arguments import parse_rates
+
+    assert parse_rates("quantgpt=0.05, lsq=1e-3") == {"quantgpt": 0.05, "lsq": 0.001}
+    assert parse_rates("") == {}

@@ -16,8 +16,22 @@ from .recipe import RECIPES
 R = TypeVar("R")
 
 
-def _flag_type(annotation: Any) -> type:
+def parse_rates(text: str) -> dict[str, float]:
+    """"quantgpt=0.02,lsq=0.001" -> {"quantgpt": 0.02, "lsq": 0.001} ("" -> {})."""
+    rates = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: write METHOD=RATE, e.g. quantgpt=0.02") from None
+    return rates
+
+
+def _flag_type(annotation: Any) -> Any:
     text = str(annotation)
+    if "dict" in text:
+        return parse_rates
     if "float" in text:
         return float
     if "int" in text:
@@ -32,8 +46,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe_class: type, pr
     hints = typing.get_type_hints(recipe_class)
     for field in dataclasses.fields(recipe_class):
         flag = f"--{prefix}{field.name.replace('_', '-')}"
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
         group.add_argument(flag, type=_flag_type(hints[field.name]), default=None, metavar=field.name.upper(),
-                           help=f"(default: the recipe's; default recipe {field.default!r})")
+                           help=f"(default: the recipe's; default recipe {default!r})")
 
 
 def recipe_from_args(args: argparse.Namespace, base: R, prefix: str = "") -> R:

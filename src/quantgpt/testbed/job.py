@@ -117,11 +117,11 @@ class TestbedResult:
     wall_seconds: float = 0.0
 
 
-def _training_config(qat: QATRecipe, run_dir: Path, steps: int, progress: bool) -> TrainingConfig:
+def _training_config(qat: QATRecipe, method: str, run_dir: Path, steps: int, progress: bool) -> TrainingConfig:
     return TrainingConfig(
         output_dir=str(run_dir),
         learning_rate=qat.learning_rate,
-        quantizer_learning_rate=qat.quantizer_learning_rate,
+        quantizer_learning_rate=qat.quantizer_learning_rate_of(method),
         warmup_steps=qat.warmup_steps,
         batch_size=qat.batch_size,
         max_steps=steps,
@@ -171,7 +171,7 @@ def _method_result(method: str, bits: str, run_dir: Path, measured, tokens_per_s
 def quantize_with_method(job, teacher, method, bits, run_dir, data_dir, progress) -> MethodResult:
     """QAT of one paper method through `api.quantize`, then its best model on the test sets."""
     task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
-    config = _training_config(job.qat, _fresh(run_dir), job.qat.steps, progress)
+    config = _training_config(job.qat, method, _fresh(run_dir), job.qat.steps, progress)
     measured = measure(
         lambda: api.quantize(task, config, teacher.model_dir, QuantConfig(method=method, bits=bits), _objective(method, job.qat))
     )
@@ -187,7 +187,7 @@ def _train_custom_student(job, teacher, student_of, method, bits, run_dir, data_
     teacher_model = AutoModelForCausalLM.from_pretrained(str(teacher.model_dir))
     student = student_of(teacher_model)
     objective_config = _objective(method, job.qat)
-    config = _training_config(job.qat, _fresh(run_dir), steps, progress)
+    config = _training_config(job.qat, method, _fresh(run_dir), steps, progress)
     measured = measure(
         lambda: train(
             student=student,
@@ -359,8 +359,10 @@ def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) ->
         f"{SELECT_SPLIT}), test splits for reporting (../shared/data/README.md). Perplexities are per BPE token of this "
         "tokenizer, so only ratios to full precision compare with the paper. PTB test is evaluated with the models "
         "trained on WikiText-2 (no PTB fine-tuning).",
-        f"- QAT: {job.qat.steps} steps of {job.qat.batch_size} blocks, lr {job.qat.learning_rate:g} (quantizers "
-        f"{job.qat.quantizer_learning_rate:g}), linear decay to 0, best of every {job.qat.eval_every} steps on {SELECT_SPLIT}; "
+        f"- QAT: {job.qat.steps} steps of {job.qat.batch_size} blocks, lr {job.qat.learning_rate:g}, quantizer lr "
+        f"{job.qat.quantizer_learning_rate:g}"
+        + "".join(f" ({m}: {r:g})" for m, r in job.qat.method_quantizer_learning_rates.items())
+        + f", linear decay to 0, best of every {job.qat.eval_every} steps on {SELECT_SPLIT}; "
         f"QuantGPT: logit distillation + 0.1 x token contrastive loss ({job.qat.num_negatives} negatives); baselines and peers: logit distillation.",
         "- Size: the paper's accounting (SPEC section 8) applied to this model.",
     ]
