@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from quantgpt.tasks.errors import DataError
+from quantgpt.tasks.jsonl import read_json_lines
 
 IGNORE_INDEX = -100
 NUM_CANDIDATES = 20
@@ -94,21 +95,6 @@ def _with_distractors(
     return result
 
 
-def _read_json_lines(path: Path) -> list:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: expected one JSON value a line ({error.msg})") from None
-    return records
-
-
 def load_personachat_jsonl(
     dialogues_path: str | Path,
     metadata_path: str | Path | None = None,
@@ -129,12 +115,12 @@ def load_personachat_jsonl(
         metadata_path = dialogues_path.with_name(dialogues_path.stem + ".metadata.jsonl")
     metadata_path = Path(metadata_path)
     personas = {}
-    for number, record in enumerate(_read_json_lines(metadata_path), start=1):
+    for number, record in read_json_lines(metadata_path):
         if not isinstance(record, dict) or "conversation_id" not in record or "personas" not in record:
             raise DataError(f"{metadata_path}:{number}: expected an object with 'conversation_id' and 'personas'")
         personas[record["conversation_id"]] = tuple(record["personas"])
     raw_examples = []
-    for number, record in enumerate(_read_json_lines(dialogues_path), start=1):
+    for number, record in read_json_lines(dialogues_path):
         try:
             dialogue_id, body = record
             messages = [(message["agent"], message["message"]) for message in body["content"]]

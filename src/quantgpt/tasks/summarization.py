@@ -5,7 +5,6 @@ SPEC section 7: source length 512, beam search with 6 beams and length penalty 1
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 from quantgpt.tasks.errors import DataError
+from quantgpt.tasks.jsonl import read_json_lines
 
 IGNORE_INDEX = -100
 HUB_DATASET = "EdinburghNLP/xsum"
@@ -25,20 +25,11 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 def load_xsum_jsonl(path: str | Path) -> Dataset:
     """XSum records from a JSON-lines file of objects with "document" and "summary" (other keys kept)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: expected one JSON object a line ({error.msg})") from None
-            if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in RECORD_FIELDS):
-                raise DataError(f"{path}:{number}: expected an object with string fields 'document' and 'summary'")
-            records.append(record)
+    for number, record in read_json_lines(path):
+        if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in RECORD_FIELDS):
+            raise DataError(f"{path}:{number}: expected an object with string fields 'document' and 'summary'")
+        records.append(record)
     if not records:
         raise DataError(f"{path}: expected XSum records, found none")
     return Dataset.from_list(records)
