@@ -18,6 +18,7 @@ HELP = "the main job: teacher, four methods at 2-2-8, WikiText-2 / PTB test, Tab
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--out", default="results", help="output folder (default results)")
+    parser.add_argument("--runs", help="folder of the run directories (default: <out>/runs)")
     parser.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), help="methods (default: quantgpt pact lsq laq)")
     parser.add_argument("--bits", nargs="+", default=["2-2-8"], help="W-E-A bit widths (default 2-2-8)")
     parser.add_argument("--test-sets", nargs="+", default=list(TEST_SETS), help="test sets (default wikitext-2 ptb)")
@@ -41,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
     )
     set_threads(args.threads)
     command = "quantgpt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else "quantgpt run"
-    run_testbed(job, args.out, args.cache, args.data_dir, args.progress, command=command, figures=args.figures)
+    run_testbed(job, args.out, args.cache, args.data_dir, args.progress, command=command, figures=args.figures, runs_dir=args.runs)
     return 0
