@@ -114,6 +114,25 @@ def test_laq_ternary_with_identity_curvature():
     np.testing.assert_allclose(w.grad.numpy(), UPSTREAM)  # straight-through
 
 
+@pytest.mark.parametrize(
+    ("bits", "expected_alpha", "expected"),
+    [
+        # D = 1, cold start at max|w| = 2. 4 bits, k = 7: w / 2 * 7 = [1.75, -3.85, 0.35, 7] -> c = [2, -4, 0, 7]
+        # -> alpha = 7 sum(w c) / sum(c c) = 7 (1 + 4.4 + 14) / 69 = 1.968116; w / alpha * 7 rounds to the same c.
+        (4, 7 * 19.4 / 69, [2 / 7 * 7 * 19.4 / 69, -4 / 7 * 7 * 19.4 / 69, 0.0, 7 * 19.4 / 69]),
+        # 8 bits, k = 127: w / 2 * 127 = [31.75, -69.85, 6.35, 127] -> c = [32, -70, 6, 127]
+        # -> alpha = 127 (16 + 77 + 0.6 + 254) / (1024 + 4900 + 36 + 16129) = 127 x 347.6 / 22089 = 1.998515.
+        (8, 127 * 347.6 / 22089, [c * 347.6 / 22089 for c in (32, -70, 6, 127)]),
+    ],
+)
+def test_laq_multibit_with_identity_curvature(bits, expected_alpha, expected):
+    quantizer = LAQQuantizer(bits, iterations=1)
+    w, out = forward_backward(quantizer, w=[0.5, -1.1, 0.1, 2.0])
+    assert quantizer.alpha.item() == pytest.approx(expected_alpha, rel=1e-6)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(w.grad.numpy(), UPSTREAM)  # straight-through
+
+
 def test_laq_uses_the_optimizers_second_moment_as_curvature():
     # v = [9, 1, 1, 1] -> D = sqrt(v) = [3, 1, 1, 1]. alpha0 = (1.5 + 1 + 0.1 + 2) / 6 = 0.767
     # -> b = [1, -1, 0, 1] -> alpha = ||D w b||_1 / ||D b||_1 = (1.5 + 1 + 2) / (3 + 1 + 1) = 0.9 -> stable.

@@ -3,8 +3,8 @@ quantized from it (`QATRecipe`). Both validate when built; the teacher's setting
 of its cache folder, so a changed recipe never reuses a stale teacher.
 
 The values of `DEFAULT_TEACHER` and `DEFAULT_QAT` were chosen by measurement on two CPU cores
-(see docs/results/ and the README's "Results" section); none of them is the paper's, whose model
-is GPT-2 small trained on a GPU cluster.
+(see the README's "Results" section and docs/results/); the paper's own settings (for GPT-2 small
+on a GPU cluster) are kept only where a docstring below says so.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class QATRecipe:
     named in `method_quantizer_learning_rates` ({method: rate}). The paper's 1e-3 is for about 10k
     steps; in the testbed's 150, Adam moves QuantGPT's gamma (a scale near 1) by at most 0.15, while
     LSQ's step (about 0.01 in weight units) moves by 10% a step. Each method takes the better of
-    1e-3 and 2e-2 on testbed-select (measured: docs/results/), hence QuantGPT's 2e-2 below.
+    1e-3 and 2e-2 on testbed-select at 2-2-8 (measured: docs/results/quantizer-lr.md), hence
+    QuantGPT's 2e-2 below and the paper's 1e-3 for LSQ and PACT.
     """
 
     steps: int = 150
