@@ -72,3 +72,15 @@ def test_quantizer_learning_rate_per_method_and_its_flag(tmp_path):
 
     assert parse_rates("quantgpt=0.05, lsq=1e-3") == {"quantgpt": 0.05, "lsq": 0.001}
     assert parse_rates("") == {}
+
+
+def test_contrastive_weight_sets_quantgpts_lambda_and_zero_drops_the_loss():
+    from quantgpt.testbed.job import _objective
+
+    default = _objective("quantgpt", QATRecipe())
+    assert default.contrastive.lam == 0.1 and default.contrastive.num_negatives == 32  # the paper's Eq. 5
+    assert _objective("quantgpt", QATRecipe(contrastive_weight=0.5)).contrastive.lam == 0.5
+    assert _objective("quantgpt", QATRecipe(contrastive_weight=0)).contrastive is None
+    assert _objective("lsq", QATRecipe(contrastive_weight=0.5)).contrastive is None  # baselines: logit distillation
+    with pytest.raises(ValueError, match="contrastive_weight=-0.1"):
+        QATRecipe(contrastive_weight=-0.1)

@@ -147,7 +147,14 @@ def _objective(method: str, qat: QATRecipe) -> ObjectiveConfig:
     peer library and the full-precision reference get logit distillation too."""
     if method not in WEIGHT_METHODS:
         return ObjectiveConfig(kind="distill")
-    return ObjectiveConfig.for_method(method, ContrastiveConfig(num_negatives=qat.num_negatives))
+    contrastive = ContrastiveConfig(num_negatives=qat.num_negatives, lam=qat.contrastive_weight)
+    return ObjectiveConfig.for_method(method, contrastive, use_contrastive=method == "quantgpt" and qat.contrastive_weight > 0)
+
+
+def _quantgpt_objective_text(qat: QATRecipe) -> str:
+    if qat.contrastive_weight == 0:
+        return "QuantGPT: logit distillation only (contrastive weight 0, an ablation)"
+    return f"QuantGPT: logit distillation + {qat.contrastive_weight:g} x token contrastive loss ({qat.num_negatives} negatives)"
 
 
 def _test_perplexities(job: TestbedJob, teacher: Teacher, data_dir: str | Path, evaluate: Callable[[Any], dict]) -> dict[str, float]:
@@ -363,7 +370,7 @@ def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) ->
         f"{job.qat.quantizer_learning_rate:g}"
         + "".join(f" ({m}: {r:g})" for m, r in job.qat.method_quantizer_learning_rates.items())
         + f", linear decay to 0, best of every {job.qat.eval_every} steps on {SELECT_SPLIT}; "
-        f"QuantGPT: logit distillation + 0.1 x token contrastive loss ({job.qat.num_negatives} negatives); baselines and peers: logit distillation.",
+        + _quantgpt_objective_text(job.qat) + "; baselines and peers: logit distillation.",
         "- Size: the paper's accounting (SPEC section 8) applied to this model.",
     ]
     if reference is not None and reference.seconds_per_step:

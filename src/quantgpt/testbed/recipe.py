@@ -119,6 +119,9 @@ class QATRecipe:
     LSQ's step (about 0.01 in weight units) moves by 10% a step. Each method takes the better of
     1e-3 and 2e-2 on testbed-select at 2-2-8 (measured: docs/results/quantizer-lr.md), hence
     QuantGPT's 2e-2 below and the paper's 1e-3 for LSQ and PACT.
+
+    contrastive_weight: QuantGPT's lambda (Eq. 5, the paper's 0.1); 0 trains QuantGPT with logit
+    distillation alone, the ablation that tells what the contrastive loss adds on this testbed.
     """
 
     steps: int = 150
@@ -129,6 +132,7 @@ class QATRecipe:
     warmup_steps: int = 0
     eval_every: int = 50
     num_negatives: int = 32
+    contrastive_weight: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -142,6 +146,7 @@ class QATRecipe:
             _check(owner, name, value, (int, float), None, "use a number > 0")
             if not value > 0:
                 raise ValueError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
+        _check(owner, "contrastive_weight", self.contrastive_weight, (int, float), 0, "use a number >= 0 (0 drops the contrastive loss)")
         rates = dict(self.method_quantizer_learning_rates)
         for method, value in rates.items():
             if not isinstance(method, str) or isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
