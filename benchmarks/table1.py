@@ -1,6 +1,6 @@
 """The paper's Table 1 on the CPU testbed: every method at every bit width, a peer library, costs.
 
-    python benchmarks/table1.py                         # the whole grid (about 65 minutes on 2 idle cores)
+    python benchmarks/table1.py                         # the whole grid (about 60 minutes on 2 idle cores)
     python benchmarks/table1.py --bits 2-2-8            # one row per method
     python benchmarks/table1.py --no-peer               # without torchao
 

@@ -148,7 +148,7 @@ def _objective(method: str, qat: QATRecipe) -> ObjectiveConfig:
     if method not in WEIGHT_METHODS:
         return ObjectiveConfig(kind="distill")
     contrastive = ContrastiveConfig(num_negatives=qat.num_negatives, lam=qat.contrastive_weight)
-    return ObjectiveConfig.for_method(method, contrastive, use_contrastive=method == "quantgpt" and qat.contrastive_weight > 0)
+    return ObjectiveConfig.for_method(method, contrastive, use_contrastive=False if qat.contrastive_weight == 0 else None)
 
 
 def _quantgpt_objective_text(qat: QATRecipe) -> str:
