@@ -13,15 +13,16 @@ $(VENV)/.base: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
+# The gguf extra builds llama.cpp (several minutes, once) so that the llama.cpp interop test runs.
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install -q -e '.[dev]'
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install -q -e '.[dev,gguf]'
 	touch $@
 
 run: $(VENV)/.base
 	$(VENV)/bin/quantgpt run
 
 test: $(VENV)/.dev
-	$(PY) -m pytest -q -n 2 --timeout 600
+	$(PY) -m pytest -q -n 2 --dist loadgroup --timeout 600
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -29,6 +29,7 @@ from .training.loop import TrainResult, make_accelerator, train
 from .training.models import check_model_source, fresh_model, model_config_from, pretrained_model, quantized_copy, saved_model
 from .training.objectives import ObjectiveConfig, build_objective
 from .training.task import Task, task_class
+from .errors import UsageError
 
 
 def load_task(name: str, tokenizer: str | Path, **options: Any) -> Task:
@@ -63,12 +64,12 @@ def finetune(
     """Fine-tune a full-precision model on `task` with the task loss: the teacher of the paper's pipeline.
 
     model: a local `save_pretrained` directory or a hub name (e.g. "gpt2"); or model_config: a
-    fresh random model from a named config ("tiny", "tiny-bart", "gpt2", "bart-base") or a
-    config.json, with the tokenizer's vocabulary size. The best model (by the task's metric on
+    fresh random model from a named config ("tiny", "tiny-bart", "tiny-llama", "tiny-qwen2",
+    "tiny-opt", "gpt2", "bart-base") or a config.json, with the tokenizer's vocabulary size. The best model (by the task's metric on
     `training.eval_split`) is saved with the tokenizer in `<output_dir>/best`.
     """
     if (model is None) == (model_config is None):
-        raise ValueError("pass exactly one of --model (pretrained) and --model-config (random initialization)")
+        raise UsageError("pass exactly one of --model (pretrained) and --model-config (random initialization)")
     if model is not None:
         check_model_source(model, "--model")
     else:
@@ -116,7 +117,7 @@ def quantize(
     """
     objective_config = objective or ObjectiveConfig.for_method(quantization.method)
     if objective_config.kind != "distill":
-        raise ValueError(f"quantize distills from the teacher: objective kind must be 'distill', not {objective_config.kind!r}")
+        raise UsageError(f"quantize distills from the teacher: objective kind must be 'distill', not {objective_config.kind!r}")
     check_model_source(teacher, "--teacher")
     _check_data(task, training)
     set_seed(training.seed)  # the contrastive projections' initialization is part of the run

@@ -1,8 +1,9 @@
 """What quantize_model needs to know about each architecture, kept to one small table.
 
-Adding a decoder family (OPT, Llama, ...) means adding a row here: which linear layers are
-quantized, which of them read a GeLU output (asymmetric input, SPEC section 4), where the word
-embedding sits and which attention modules route through the quantized attention function.
+Adding a decoder family means adding a row here: which linear layers are quantized, which of them
+read the output of a non-negative activation (GeLU, ReLU: an asymmetric input, SPEC section 4),
+where the word embedding sits and which attention modules route through the quantized attention
+function. docs/method.md ("Where the quantizers go") gives the placement for every family below.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .errors import QuantgptError
+
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
@@ -18,31 +21,66 @@ class ArchitectureSpec:
 
     model_classes: tuple[str, ...]
     linear_layers: tuple[str, ...]
-    gelu_consumers: tuple[str, ...]
+    nonnegative_inputs: tuple[str, ...]  # linear layers whose input follows GeLU / ReLU: asymmetric
     word_embedding: str
     attention_classes: tuple[str, ...]
     lm_head: str = "lm_head"
 
 
+_LLAMA_LINEARS = (
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+)
+
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "gpt2": ArchitectureSpec(
         model_classes=("GPT2LMHeadModel", "GPT2DoubleHeadsModel"),
         linear_layers=("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj", "multiple_choice_head.summary"),
-        gelu_consumers=("mlp.c_proj",),
+        nonnegative_inputs=("mlp.c_proj",),
         word_embedding="transformer.wte",
         attention_classes=("GPT2Attention",),
     ),
     "bart": ArchitectureSpec(
         model_classes=("BartForConditionalGeneration",),
         linear_layers=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
-        gelu_consumers=("fc2",),
+        nonnegative_inputs=("fc2",),
         word_embedding="model.shared",
         attention_classes=("BartAttention",),
+    ),
+    # Llama-family decoders: SwiGLU's product act(gate) * up is signed, so every input is symmetric.
+    "llama": ArchitectureSpec(
+        model_classes=("LlamaForCausalLM",),
+        linear_layers=_LLAMA_LINEARS,
+        nonnegative_inputs=(),
+        word_embedding="model.embed_tokens",
+        attention_classes=("LlamaAttention",),
+    ),
+    "mistral": ArchitectureSpec(
+        model_classes=("MistralForCausalLM",),
+        linear_layers=_LLAMA_LINEARS,
+        nonnegative_inputs=(),
+        word_embedding="model.embed_tokens",
+        attention_classes=("MistralAttention",),
+    ),
+    "qwen2": ArchitectureSpec(
+        model_classes=("Qwen2ForCausalLM",),
+        linear_layers=_LLAMA_LINEARS,
+        nonnegative_inputs=(),
+        word_embedding="model.embed_tokens",
+        attention_classes=("Qwen2Attention",),
+    ),
+    # OPT: fc2 reads the ReLU output; project_in / project_out exist when word_embed_proj_dim differs.
+    "opt": ArchitectureSpec(
+        model_classes=("OPTForCausalLM",),
+        linear_layers=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "project_in", "project_out"),
+        nonnegative_inputs=("fc2",),
+        word_embedding="model.decoder.embed_tokens",
+        attention_classes=("OPTAttention",),
     ),
 }
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(QuantgptError, ValueError):
     """The model's class is not in the table above."""
 
 

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import QuantgptError
+
 MIN_BITS = 2
 MAX_BITS = 8
 
@@ -17,7 +19,7 @@ WEIGHT_METHODS = ("quantgpt", "pact", "lsq", "laq", "rtn")
 ACTIVATION_RANGES = ("minmax",)
 
 
-class ConfigError(ValueError):
+class ConfigError(QuantgptError, ValueError):
     """A configuration value is out of range; the message names the field, the value and what is allowed."""
 
 
@@ -72,6 +74,9 @@ class QuantConfig:
     `quantize_values` also quantizes attention values (a matrix-multiplication input; SPEC section 4).
     `masked_ste` zeroes the weight gradient outside the clipping range (SPEC section 2, a choice).
     `modules_to_not_convert` lists module-name suffixes left in full precision.
+    `quantize_lm_head` quantizes an untied LM head row-wise at the embedding's bits, as the paper
+    quantizes its output layer with the embedding; False keeps it full precision. A tied head is the
+    embedding itself and is quantized with it either way.
     """
 
     method: str = "quantgpt"
@@ -82,10 +87,17 @@ class QuantConfig:
     masked_ste: bool = False
     laq_iterations: int = 2
     modules_to_not_convert: tuple[str, ...] = ()
+    quantize_lm_head: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bits", BitWidths.parse(self.bits))
-        object.__setattr__(self, "modules_to_not_convert", tuple(self.modules_to_not_convert))
+        names = self.modules_to_not_convert
+        if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+            raise ConfigError(f"modules_to_not_convert={names!r} is not allowed: use a list of module-name suffixes")
+        object.__setattr__(self, "modules_to_not_convert", tuple(names))
+        for name in ("quantize_activations", "quantize_values", "masked_ste"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed: use True or False")
         if self.method not in WEIGHT_METHODS:
             raise ConfigError(f"method={self.method!r} is not allowed: use one of {', '.join(WEIGHT_METHODS)}")
         if self.activation_range not in ACTIVATION_RANGES:
@@ -94,6 +106,8 @@ class QuantConfig:
             )
         if isinstance(self.laq_iterations, bool) or not isinstance(self.laq_iterations, int) or self.laq_iterations < 1:
             raise ConfigError(f"laq_iterations={self.laq_iterations!r} is not allowed: use an integer >= 1")
+        if not isinstance(self.quantize_lm_head, bool):
+            raise ConfigError(f"quantize_lm_head={self.quantize_lm_head!r} is not allowed: use True or False")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, as stored under `quantization_config` in config.json."""
@@ -105,6 +119,8 @@ class QuantConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "QuantConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"quantization_config={data!r} is not allowed: use a mapping of QuantConfig fields")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known - {"quant_method"}
         if unknown:

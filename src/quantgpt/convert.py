@@ -48,7 +48,7 @@ def _quantize_linears(model: nn.Module, spec: ArchitectureSpec, config: QuantCon
             module.weight,
             module.bias,
             _weight_quantizer(config, config.bits.weight),
-            _input_quantizer(config, symmetric=not matches(name, spec.gelu_consumers)),
+            _input_quantizer(config, symmetric=not matches(name, spec.nonnegative_inputs)),
             transposed=transposed,
         )
         _set_module(model, name, quantized)
@@ -80,7 +80,8 @@ def _quantize_embeddings(model: nn.Module, spec: ArchitectureSpec, config: Quant
         elif isinstance(module, nn.Linear) and matches(name, (spec.lm_head,)):
             _set_module(model, name, QuantTiedHead(primary, _input_quantizer(config), module.bias))
     head = model.get_submodule(spec.lm_head)
-    if isinstance(head, nn.Linear):  # an untied head is an output embedding: row-wise, embedding bits
+    keep_head = not config.quantize_lm_head or matches(spec.lm_head, config.modules_to_not_convert)
+    if isinstance(head, nn.Linear) and not keep_head:  # an untied head is an output embedding: row-wise, E bits
         quantized = QuantLinear(
             head.weight,
             head.bias,

@@ -1,9 +1,10 @@
 """Loading a quantized model saved with `model.save_pretrained(dir)`.
 
 Saving needs nothing of ours: the quantization config sits in `config.json` under
-`quantization_config` and the scales are ordinary tensors of the state dict, written by
-Transformers to safetensors. Loading rebuilds the architecture from the config, quantizes it the
-same way, then loads every tensor strictly (no pickle anywhere).
+`quantization_config` (`quant_method: "quantgpt"`) and the scales are ordinary tensors of the state
+dict, written by Transformers to safetensors. Loading is Transformers' `from_pretrained` with the
+quantizer of `hf_quantizer.py`: it rebuilds the architecture from the config, quantizes it the same
+way, then loads every tensor (no pickle anywhere); `load_quantized` also refuses a partial match.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig
 
+from . import hf_quantizer  # noqa: F401  (registers the quantizer from_pretrained uses below)
 from .config import QuantConfig
-from .convert import quantize_model
+from .errors import QuantgptError
+from .model_files import check_model_dir, quiet_progress_bars
 
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(QuantgptError, ValueError):
     """A checkpoint directory is missing a file or does not match its config."""
 
 
@@ -53,22 +56,24 @@ def load_quantized(directory: str | Path, dtype: torch.dtype = torch.float32) ->
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise CheckpointError(f"{directory}: no config.json; pass the directory written by save_pretrained")
+    check_model_dir(directory)  # a damaged config.json or weight file, or a pickle, fails here with one line
     config = AutoConfig.from_pretrained(directory)
     quant = getattr(config, "quantization_config", None)
     if not quant:
         raise CheckpointError(f"{directory}: config.json has no quantization_config; load it with from_pretrained")
     quant_config = QuantConfig.from_dict(dict(quant))
-    del config.quantization_config
-    model = model_class_for(config)._from_config(config, dtype=dtype)
-    quantize_model(model, quant_config)
-    state = _read_state_dict(directory)
-    result = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
-    missing = [k for k in result.missing_keys if k not in tied]
-    if missing or result.unexpected_keys:
+    if not any((directory / name).is_file() for name in (SAFE_WEIGHTS, SAFE_INDEX)):
+        raise CheckpointError(f"{directory}: no {SAFE_WEIGHTS} or {SAFE_INDEX}; save the model with save_pretrained(dir)")
+    # Transformers' own loading, through the quantizer quantgpt registers (hf_quantizer.py): the
+    # model `AutoModel*.from_pretrained(directory)` gives, refused here unless every tensor matched.
+    with quiet_progress_bars():
+        model, info = model_class_for(config).from_pretrained(directory, dtype=dtype, output_loading_info=True)
+    missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+    mismatched = sorted(str(key) for key in info.get("mismatched_keys", ()))
+    if missing or unexpected or mismatched:
         raise CheckpointError(
             f"{directory}: checkpoint does not match {type(model).__name__} quantized with "
-            f"{quant_config.method} {quant_config.bits}: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+            f"{quant_config.method} {quant_config.bits}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            + (f", mismatched {mismatched[:5]}" if mismatched else "")
         )
-    model.eval()
     return model

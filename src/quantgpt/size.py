@@ -1,8 +1,11 @@
 """Model size in the paper's accounting (SPEC section 8), from a configuration alone.
 
 Weight matrices of the Transformer layers count at W bits, the word embedding at E bits, and
-everything else (position embedding, LayerNorm, biases) at 32 bits; per-module and per-row scales
-are not counted, as in the paper. Tied parameters count once.
+everything else (position embedding, LayerNorm / RMSNorm, biases) at 32 bits; per-module and
+per-row scales are not counted, as in the paper. Tied parameters count once. An untied LM head
+(Llama, Qwen2 when untied) counts with the embedding at E bits, as `quantize_model` quantizes it,
+or at 32 bits when it is kept full precision (`QuantConfig(quantize_lm_head=False)`). Rotary
+position embeddings have no parameters.
 
 Two accountings: "exact" counts each parameter once. "paper" reproduces the paper's Size column,
 which (worked back from its figures) counts the LayerNorm and bias parameters twice: once at W bits
@@ -12,16 +15,18 @@ with the 123.65 M parameters it calls quantized (all but the position embedding)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, BartConfig, GPT2Config, PretrainedConfig
+from transformers import BartConfig, GPT2Config, PretrainedConfig
 
-from .architectures import ARCHITECTURES, matches
-from .config import BitWidths
+from .architectures import ARCHITECTURES, UnsupportedArchitectureError, matches
+from .config import BitWidths, ConfigError
+from .errors import MissingInputError
+from .jsonio import dumps_json
+from .model_files import CONFIG_FILE, read_model_config
 from .serialization import model_class_for
 
 MIB = 2**20
@@ -53,10 +58,11 @@ class ParameterCounts:
     embedding: int  # the word embedding (and an untied LM head), at E bits
     position: int  # position embeddings, full precision
     other: int  # LayerNorm and biases, full precision
+    head: int = 0  # an untied LM head kept full precision (quantize_lm_head=False)
 
     @property
     def total(self) -> int:
-        return self.weights + self.embedding + self.position + self.other
+        return self.weights + self.embedding + self.position + self.other + self.head
 
 
 @dataclass(frozen=True)
@@ -67,42 +73,48 @@ class SizeReport:
     counts: ParameterCounts
 
     def to_json(self) -> str:
-        return json.dumps({"fp32_mib": self.fp32_mib, "quantized_mib": self.quantized_mib, "ratio": self.ratio})
+        return dumps_json({"fp32_mib": self.fp32_mib, "quantized_mib": self.quantized_mib, "ratio": self.ratio})
 
 
 def load_model_config(name_or_path: str) -> PretrainedConfig:
-    """A known name (`gpt2`, `bart-base`), a `config.json` file, or a directory holding one."""
+    """A known name (`gpt2`, `bart-base`, the random tiny ones: `tiny-llama`, ...), a `config.json`
+    file, or a directory holding one."""
+    from .training.models import TINY_CONFIGS  # it imports this module
+
     if name_or_path in KNOWN_CONFIGS:
         return KNOWN_CONFIGS[name_or_path]()
-    path = Path(name_or_path)
-    if path.is_file():
-        path = path.parent
-    if (path / "config.json").is_file():
-        return AutoConfig.from_pretrained(path)
-    raise FileNotFoundError(
-        f"model config {name_or_path!r} not found: use one of {', '.join(KNOWN_CONFIGS)} or a path to a config.json"
+    if name_or_path in TINY_CONFIGS:
+        return TINY_CONFIGS[name_or_path]()
+    path = Path(name_or_path).expanduser()
+    if path.is_file() or (path / CONFIG_FILE).is_file():
+        return read_model_config(path)
+    known = ", ".join([*KNOWN_CONFIGS, *TINY_CONFIGS])
+    raise MissingInputError(
+        f"model config {name_or_path!r} not found: use one of {known}, a JSON config file or a directory holding config.json"
     )
 
 
-def count_parameters(config: PretrainedConfig) -> ParameterCounts:
+def count_parameters(config: PretrainedConfig, quantize_lm_head: bool = True) -> ParameterCounts:
     """Count the parameters of the architecture built on the meta device (no memory, no weights)."""
     spec = ARCHITECTURES.get(config.model_type)
     if spec is None:
-        raise ValueError(
+        raise UnsupportedArchitectureError(
             f"no size accounting for model_type={config.model_type!r}: supported are {', '.join(ARCHITECTURES)}"
         )
     with torch.device("meta"):
         model = model_class_for(config)(config)
     word_embedding = model.get_submodule(spec.word_embedding).weight
     seen: set[int] = set()
-    counts = dict(weights=0, embedding=0, position=0, other=0)
+    counts = dict(weights=0, embedding=0, position=0, other=0, head=0)
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
             if id(param) in seen:
                 continue
             seen.add(id(param))
-            if param is word_embedding or (matches(module_name, (spec.lm_head,)) and param_name == "weight"):
+            if param is word_embedding:
                 counts["embedding"] += param.numel()
+            elif matches(module_name, (spec.lm_head,)) and param_name == "weight":
+                counts["embedding" if quantize_lm_head else "head"] += param.numel()
             elif isinstance(module, nn.Embedding):
                 counts["position"] += param.numel()
             elif param_name == "weight" and matches(module_name, spec.linear_layers):
@@ -112,15 +124,18 @@ def count_parameters(config: PretrainedConfig) -> ParameterCounts:
     return ParameterCounts(**counts)
 
 
-def model_size(config: PretrainedConfig, bits: str | BitWidths, accounting: str = "paper") -> SizeReport:
-    """Sizes in MiB: fp32, and quantized at `bits` in the paper's (default) or the exact accounting."""
+def model_size(
+    config: PretrainedConfig, bits: str | BitWidths, accounting: str = "paper", quantize_lm_head: bool = True
+) -> SizeReport:
+    """Sizes in MiB: fp32, and quantized at `bits` in the paper's (default) or the exact accounting.
+    `quantize_lm_head=False` counts an untied LM head at 32 bits (QuantConfig's option of that name)."""
     if accounting not in ACCOUNTINGS:
-        raise ValueError(f"accounting={accounting!r} is not allowed: use one of {', '.join(ACCOUNTINGS)}")
+        raise ConfigError(f"accounting={accounting!r} is not allowed: use one of {', '.join(ACCOUNTINGS)}")
     bits = BitWidths.parse(bits)
-    counts = count_parameters(config)
+    counts = count_parameters(config, quantize_lm_head)
     fp32 = counts.total * 4 / MIB
     quantized_bits = counts.weights * bits.weight + counts.embedding * bits.embedding
-    quantized_bits += (counts.position + counts.other) * 32
+    quantized_bits += (counts.position + counts.other + counts.head) * 32
     if accounting == "paper":
         quantized_bits += counts.other * bits.weight
     quantized = quantized_bits / 8 / MIB

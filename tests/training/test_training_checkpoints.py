@@ -1,29 +1,8 @@
-"""Atomic directory replacement and keeping the last K checkpoints."""
+"""Atomic directory replacement (keeping the last K checkpoints: test_training_checkpoint_files)."""
 
 from __future__ import annotations
 
-import json
-import os
-from types import SimpleNamespace
-
-from quantgpt.training.checkpoints import TRAINER_STATE, CheckpointManager, recover_directory, replace_directory
-
-
-class FakeAccelerator(SimpleNamespace):
-    """Stands in for Accelerate's save/load in one process: writes one file per save."""
-
-    is_main_process = True
-
-    def wait_for_everyone(self) -> None:
-        pass
-
-    def save_state(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)  # as Accelerate does
-        with open(f"{directory}/model.safetensors", "w") as handle:
-            handle.write("weights")
-
-    def load_state(self, directory: str) -> None:
-        self.loaded = directory
+from quantgpt.training.checkpoints import recover_directory, replace_directory
 
 
 def test_replace_directory_swaps_in_the_new_content(tmp_path):
@@ -44,18 +23,3 @@ def test_recover_directory_brings_back_the_moved_aside_copy(tmp_path):
     (old / "config.json").write_text("{}")
     recover_directory(tmp_path / "best")
     assert (tmp_path / "best" / "config.json").is_file() and not old.exists()
-
-
-def test_manager_keeps_the_last_k_complete_checkpoints(tmp_path):
-    manager = CheckpointManager(tmp_path, keep=2, accelerator=FakeAccelerator())
-    for step in (3, 6, 9, 12):
-        manager.save(step, {"step": step})
-    (tmp_path / "checkpoints" / ".tmp-step-15").mkdir()  # a save killed half-way is never picked
-    (tmp_path / "checkpoints" / "step-99").mkdir()  # nor a directory without its trainer state
-    assert [step for step, _ in manager.checkpoints()] == [9, 12]
-    latest = manager.latest()
-    assert latest.name == "step-12"
-    assert json.loads((latest / TRAINER_STATE).read_text()) == {"step": 12}
-    assert manager.load(latest) == {"step": 12}
-    assert manager.accelerator.loaded == str(latest)
-    assert (latest / "model.safetensors").read_text() == "weights"

@@ -57,6 +57,9 @@ def test_two_processes_match_one_and_keep_identical_banks(tmp_path, shared_data,
     ]
     process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
+    # Each process checkpoints its own generator states; the rest is written once.
+    checkpoint = sorted(p.name for p in (two / "logit" / "checkpoints" / f"step-{two_process_run.STEPS}").iterdir())
+    assert [name for name in checkpoint if name.startswith("rng-")] == ["rng-0.json", "rng-0.safetensors", "rng-1.json", "rng-1.safetensors"]
     one = tmp_path / "one"
     two_process_run.run(str(tiny_teacher_no_dropout), str(shared_data), str(one))
 

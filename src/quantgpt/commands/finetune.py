@@ -12,8 +12,9 @@ import sys
 from ..api import finetune
 from ..training.config import MIXED_PRECISION, TrainingConfig
 from ..training.interrupt import SIGTERM_EXIT_CODE, TrainingInterrupted
-from ..training.loop import TrainResult
+from ..training.loop import TrainResult, check_run_dir
 from ..training.models import check_model_source, tokenizer_source
+from ..tasks.text_datasets import add_data_file_arguments
 from ..training.task import TASKS, Task, task_class
 
 NAME = "finetune"
@@ -27,6 +28,7 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tokenizer", help="tokenizer directory or hub name (default: the model's directory)")
     group.add_argument("--data-dir", help="local data folder, e.g. ../shared/data (default: the hub through datasets)")
     group.add_argument("--train-split", default="train", help="training split (CPU testbed for WikiText-2: testbed-train)")
+    add_data_file_arguments(group)
     group.add_argument(
         "--max-train-examples", "--max-train-blocks", dest="max_train_examples", type=int, help="cap the training examples (blocks for lm)"
     )
@@ -60,6 +62,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, learning_rate: float
     group.add_argument("--test-split", help="split evaluated with the best model at the end")
     group.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no", help="autocast precision (default no)")
     group.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    group.add_argument(
+        "--report-to", nargs="+", default=[], metavar="TRACKER",
+        help="also log every metric to these trackers (tensorboard, wandb, mlflow, aim, ...), under OUTPUT_DIR/logs",
+    )
     group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -85,6 +91,7 @@ def training_config_from_args(args: argparse.Namespace) -> TrainingConfig:
         test_split=args.test_split,
         mixed_precision=args.mixed_precision,
         num_workers=args.num_workers,
+        report_to=tuple(args.report_to),
         resume=args.resume,
         progress=args.progress,
     )
@@ -116,13 +123,14 @@ def run_training(start) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model")
     source.add_argument("--model", help="pretrained model: a local directory or a hub name (e.g. gpt2)")
-    source.add_argument("--model-config", help="or a random model: tiny, tiny-bart, gpt2, bart-base or a config.json")
+    source.add_argument("--model-config", help="or a random model: tiny, tiny-bart, tiny-llama, tiny-qwen2, tiny-opt, gpt2, bart-base or a config.json")
     add_task_arguments(parser)
     add_training_arguments(parser, learning_rate=5e-5)
 
 
 def run(args: argparse.Namespace) -> int:
     training = training_config_from_args(args)
+    check_run_dir(training.output_dir, training.resume)  # before any model or data is loaded
     if args.model is not None:
         check_model_source(args.model, "--model")
     task = task_from_args(args, args.model)

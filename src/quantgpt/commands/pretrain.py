@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from ..jsonio import dumps_json
 from ..testbed.arguments import add_common_arguments, add_recipe_arguments, recipe_from_args, set_threads
 from ..testbed.recipe import RECIPES, TeacherRecipe
 from ..testbed.teacher import get_teacher, teacher_folder
@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     set_threads(args.threads)
     teacher = get_teacher(recipe, args.cache, args.data_dir, args.progress)
-    print(json.dumps({"teacher": str(teacher.model_dir), "cached": teacher.cached, **teacher.summary}, indent=2))
+    print(dumps_json({"teacher": str(teacher.model_dir), "cached": teacher.cached, **teacher.summary}, indent=2))
     return 0

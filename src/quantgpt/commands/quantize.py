@@ -7,6 +7,7 @@ import argparse
 from ..api import quantize
 from ..config import WEIGHT_METHODS, QuantConfig
 from ..distill import NEGATIVE_SOURCES, ContrastiveConfig
+from ..training.loop import check_run_dir
 from ..training.models import check_model_source
 from ..training.objectives import ObjectiveConfig
 from .finetune import add_task_arguments, add_training_arguments, report, run_training, task_from_args, training_config_from_args
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     quantization = QuantConfig(method=args.method, bits=args.bits, quantize_activations=args.quantize_activations)
     objective = objective_from_args(args, args.method)
     training = training_config_from_args(args)
+    check_run_dir(training.output_dir, training.resume)  # before any model or data is loaded
     check_model_source(args.teacher, "--teacher")
     task = task_from_args(args, args.teacher)
 

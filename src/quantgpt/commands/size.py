@@ -12,7 +12,7 @@ HELP = "print fp32 and quantized model size (MiB) and their ratio, from a model 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model-config", required=True, help=f"{' or '.join(KNOWN_CONFIGS)} (known offline), or a path to a config.json"
+        "--model-config", required=True, help=f"{' or '.join(KNOWN_CONFIGS)} (known offline), a JSON config file (any name) or a directory holding config.json"
     )
     parser.add_argument("--bits", required=True, help="W-E-A bit widths, e.g. 2-2-8")
     parser.add_argument("--accounting", choices=ACCOUNTINGS, default="paper", help="paper (default) or exact")

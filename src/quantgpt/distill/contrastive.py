@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quantgpt.distill.memory_bank import MemoryBank
+from quantgpt.config import ConfigError
 
 NEGATIVE_SOURCES = ("memory_bank", "immediate", "fp+quan", "quan_only", "global", "sequence")
 # The variants whose positive keys are read from the memory banks (and so update them each step).
@@ -61,21 +62,21 @@ class ContrastiveConfig:
             return isinstance(value, (int, float)) and not isinstance(value, bool)
 
         if not is_number(self.tau) or not self.tau > 0:
-            raise ValueError(f"ContrastiveConfig.tau={self.tau!r}: allowed is a number > 0")
+            raise ConfigError(f"ContrastiveConfig.tau={self.tau!r}: allowed is a number > 0")
         if not is_number(self.momentum) or not 0 <= self.momentum < 1:
-            raise ValueError(f"ContrastiveConfig.momentum={self.momentum!r}: allowed is a number in [0, 1)")
+            raise ConfigError(f"ContrastiveConfig.momentum={self.momentum!r}: allowed is a number in [0, 1)")
         if not is_int(self.num_negatives) or self.num_negatives < 1:
-            raise ValueError(f"ContrastiveConfig.num_negatives={self.num_negatives!r}: allowed is an int >= 1")
+            raise ConfigError(f"ContrastiveConfig.num_negatives={self.num_negatives!r}: allowed is an int >= 1")
         if not is_number(self.lam) or not self.lam >= 0:
-            raise ValueError(f"ContrastiveConfig.lam={self.lam!r}: allowed is a number >= 0")
+            raise ConfigError(f"ContrastiveConfig.lam={self.lam!r}: allowed is a number >= 0")
         if self.proj_dim is not None and (not is_int(self.proj_dim) or self.proj_dim < 1):
-            raise ValueError(f"ContrastiveConfig.proj_dim={self.proj_dim!r}: allowed is None or an int >= 1")
+            raise ConfigError(f"ContrastiveConfig.proj_dim={self.proj_dim!r}: allowed is None or an int >= 1")
         if self.negatives not in NEGATIVE_SOURCES:
-            raise ValueError(
+            raise ConfigError(
                 f"ContrastiveConfig.negatives={self.negatives!r}: allowed are {', '.join(NEGATIVE_SOURCES)}"
             )
         if not is_int(self.layer):
-            raise ValueError(
+            raise ConfigError(
                 f"ContrastiveConfig.layer={self.layer!r}: allowed is an int index into hidden_states "
                 "(-1 last layer, 1 first layer, 0 embeddings)"
             )
@@ -89,7 +90,7 @@ def select_layer(hidden_states: Tensor | Sequence[Tensor], layer: int) -> Tensor
     if isinstance(hidden_states, Tensor):
         return hidden_states
     if not -len(hidden_states) <= layer < len(hidden_states):
-        raise ValueError(f"layer={layer} is out of range for {len(hidden_states)} hidden-state entries")
+        raise ConfigError(f"layer={layer} is out of range for {len(hidden_states)} hidden-state entries")
     return hidden_states[layer]
 
 

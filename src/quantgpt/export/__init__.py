@@ -6,11 +6,13 @@
 
 `packing` turns codes into bytes, `packed_format` writes and validates the directory, `exporter`
 walks a fake-quantized model, `lowbit_layers` and `runtime` rebuild it for inference, `generation`
-drives `model.generate` with the tokenizer stored beside the packed model.
+drives `model.generate` with the tokenizer stored beside the packed model. `export_gguf` writes the
+same codes as one GGUF file for llama.cpp (`gguf_writer`), `gguf_runtime` runs it there.
 """
 
 from .exporter import ExportResult, export_packed, packed_entries, resolve_quantized_dir
 from .generation import generate_text, load_packed_tokenizer
+from .gguf_writer import GGUFExportResult, export_gguf
 from .lowbit_layers import Int8Weight, LowBitEmbedding, LowBitLinear
 from .packed_format import DenseTensor, PackedFormatError, PackedTensor, read_packed, write_packed
 from .runtime import build_packed_model, load_packed
@@ -18,12 +20,14 @@ from .runtime import build_packed_model, load_packed
 __all__ = [
     "DenseTensor",
     "ExportResult",
+    "GGUFExportResult",
     "Int8Weight",
     "LowBitEmbedding",
     "LowBitLinear",
     "PackedFormatError",
     "PackedTensor",
     "build_packed_model",
+    "export_gguf",
     "export_packed",
     "generate_text",
     "load_packed",

@@ -18,6 +18,7 @@ bits and symmetry, and the attention modules' activation quantization.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,12 @@ from torch import nn
 from ..architectures import architecture_of
 from ..attention import AttentionQuantizers
 from ..config import QuantConfig
+from ..errors import MissingInputError, OutputPathError, UsageError
 from ..layers import QuantEmbedding, QuantLinear, QuantTiedHead
 from ..quantizers import ActivationQuantizer, RoundToNearestQuantizer
 from ..serialization import CheckpointError, load_quantized
-from .packed_format import INDEX_FILE, WEIGHTS_FILE, DenseTensor, Entry, PackedTensor, write_packed
+from .output_path import check_output_path, staged_output
+from .packed_format import FORMAT_NAME, INDEX_FILE, WEIGHTS_FILE, DenseTensor, Entry, PackedTensor, write_packed
 
 BEST_DIR = "best"  # a training run keeps its best model here (training/checkpoints.py)
 TOKENIZER_FILES = (
@@ -47,6 +50,7 @@ TOKENIZER_FILES = (
 GENERATION_CONFIG = "generation_config.json"
 WEIGHT_LAYOUT = "out_in"  # packed matrices are (out_features, in_features), row-major
 POSITION_METHOD = "rtn-row-symmetric"
+PACKED_KIND = "packed model"
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def resolve_quantized_dir(path: str | Path) -> Path:
     """The `save_pretrained` directory of a quantized model: `path` itself or a training run's `best/`."""
     path = Path(path).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such directory")
+        raise MissingInputError(f"{path}: no such directory")
     for candidate in (path, path / BEST_DIR):
         if (candidate / "config.json").is_file():
             return candidate
@@ -85,7 +89,7 @@ def _linear_entry(name: str, module: QuantLinear) -> PackedTensor:
     codes, scale, scale_neg = quantizer.codes(module.weight.detach())
     if module.transposed:
         if scale.numel() > 1 or (scale_neg is not None and scale_neg.numel() > 1):
-            raise ValueError(f"{name}: a per-row scale on a transposed (Conv1D) weight cannot be exported")
+            raise UsageError(f"{name}: a per-row scale on a transposed (Conv1D) weight cannot be exported")
         codes = codes.T
     return PackedTensor.from_codes(f"{name}.weight", codes.contiguous(), quantizer.bits, scale, scale_neg)
 
@@ -108,7 +112,7 @@ def _dense_entry(key: str, tensor: torch.Tensor, dtype: torch.dtype) -> DenseTen
     if tensor.is_floating_point():
         stored = tensor.to(dtype)
         if not bool(torch.isfinite(stored).all()) and bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"{key}: a value overflows {dtype}; export with dense_dtype=torch.float32")
+            raise UsageError(f"{key}: a value overflows {dtype}; export with dense_dtype=torch.float32")
         tensor = stored
     return DenseTensor(key, tensor)
 
@@ -124,9 +128,9 @@ def packed_entries(
     """
     quant_config = getattr(model, "quantization_config", None)
     if not isinstance(quant_config, QuantConfig):
-        raise ValueError(f"{type(model).__name__} is not quantized: run quantize_model(model, config) first")
+        raise UsageError(f"{type(model).__name__} is not quantized: run quantize_model(model, config) first")
     if position_bits is not None and (type(position_bits) is not int or not 2 <= position_bits <= 8):
-        raise ValueError(f"position_bits={position_bits!r} is not allowed: use None (fp16) or an integer from 2 to 8")
+        raise UsageError(f"position_bits={position_bits!r} is not allowed: use None (fp16) or an integer from 2 to 8")
     architecture_of(model)  # refuses a class the runtime cannot rebuild
     module_names = {id(module): name for name, module in model.named_modules()}
     entries: list[Entry] = []
@@ -169,7 +173,7 @@ def packed_entries(
             attention.append(name)
             settings = {"bits": quantizers.query.bits, "quantize_values": quantizers.value is not None}
             if attention_settings not in (None, settings):
-                raise ValueError(f"{name}: attention quantizers differ between modules ({settings} vs {attention_settings})")
+                raise UsageError(f"{name}: attention quantizers differ between modules ({settings} vs {attention_settings})")
             attention_settings = settings
 
     dequantize_at_load = []
@@ -202,6 +206,20 @@ def fp32_parameter_bytes(model: nn.Module) -> int:
     return 4 * sum(p.numel() for name, p in model.named_parameters() if ".weight_quantizer." not in f".{name}")
 
 
+def holds_packed_model(path: Path) -> bool:
+    """Whether `path` is a directory written by `export_packed`: its index file names the packed
+    format, and it holds no `save_pretrained` model (config.json) and no folder (a run's best/)."""
+    if not path.is_dir() or path.is_symlink() or (path / "config.json").exists():
+        return False
+    if not (path / INDEX_FILE).is_file() or any(child.is_dir() for child in path.iterdir()):
+        return False
+    try:
+        index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(index, dict) and index.get("format") == FORMAT_NAME
+
+
 def copy_tokenizer_files(source: Path, target: Path) -> list[str]:
     """Copy the tokenizer files found in `source` into `target`; returns the names copied."""
     copied = []
@@ -228,7 +246,13 @@ def export_packed(
     files are copied beside the packed model; with a model, pass `tokenizer=` to save one there.
     The generation config is saved too, so `load_packed` + `generate` decode as the source would.
     `position_bits=8` stores the position embedding at 8 bits (row-wise round-to-nearest) instead of fp16.
+
+    `out_dir` must not exist yet (or be empty); `overwrite=True` replaces it only when it holds a
+    packed model already (`holds_packed_model`), never the input or a model or run directory.
+    Everything is written to a temporary sibling first and renamed into place when complete.
     """
+    inputs = [] if isinstance(model_or_dir, nn.Module) else [model_or_dir]
+    out = check_output_path(out_dir, kind=PACKED_KIND, is_same_kind=holds_packed_model, overwrite=overwrite, inputs=inputs)
     source_dir = None
     if isinstance(model_or_dir, nn.Module):
         model = model_or_dir
@@ -236,16 +260,20 @@ def export_packed(
         source_dir = resolve_quantized_dir(model_or_dir)
         model = load_quantized(source_dir)
     entries, model_config, extra = packed_entries(model, position_bits, dense_dtype)
-    directory = write_packed(out_dir, entries, model_config, extra, overwrite=overwrite)
-    if source_dir is not None:
-        copy_tokenizer_files(source_dir, directory)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
-    generation_config = getattr(model, "generation_config", None)
-    if generation_config is not None:
-        generation_config.save_pretrained(directory)
-    packed_bytes = sum((directory / name).stat().st_size for name in (WEIGHTS_FILE, INDEX_FILE))
-    return ExportResult(directory, packed_bytes, fp32_parameter_bytes(model))
+    try:
+        with staged_output(out, directory=True) as staging:
+            write_packed(staging, entries, model_config, extra)
+            if source_dir is not None:
+                copy_tokenizer_files(source_dir, staging)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging)
+            generation_config = getattr(model, "generation_config", None)
+            if generation_config is not None:
+                generation_config.save_pretrained(staging)
+            packed_bytes = sum((staging / name).stat().st_size for name in (WEIGHTS_FILE, INDEX_FILE))
+    except OSError as error:  # a full disk, a read-only folder: nothing is left at `out`
+        raise OutputPathError(f"{out}: cannot write the packed model ({error.strerror or error})") from None
+    return ExportResult(out, packed_bytes, fp32_parameter_bytes(model))
 
 
 __all__ = [
@@ -253,6 +281,7 @@ __all__ = [
     "copy_tokenizer_files",
     "export_packed",
     "fp32_parameter_bytes",
+    "holds_packed_model",
     "packed_entries",
     "resolve_quantized_dir",
 ]

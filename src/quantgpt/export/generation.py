@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InputFileError, MissingInputError, QuantgptError, UsageError
+
 _TOKENIZER_LOADERS = {"gpt2": "load_gpt2_tokenizer", "bart": "load_bart_tokenizer"}
 
 
@@ -16,15 +18,47 @@ def load_packed_tokenizer(source: str | Path, model_type: str) -> Any:
     tokenizer files, or a tokenizer directory such as ../shared/data/gpt2-tokenizer."""
     loader_name = _TOKENIZER_LOADERS.get(model_type)
     if loader_name is None:
-        raise ValueError(f"model_type={model_type!r} has no tokenizer loader: supported are {sorted(_TOKENIZER_LOADERS)}")
+        raise UsageError(f"model_type={model_type!r} has no tokenizer loader: supported are {sorted(_TOKENIZER_LOADERS)}")
     path = Path(source)
+    if path.exists() and not path.is_dir():
+        raise InputFileError(f"{path}: not a tokenizer directory")
     if path.is_dir() and not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
-        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json or vocab.json); pass --tokenizer DIR")
+        raise MissingInputError(f"{path}: no tokenizer files (tokenizer.json or vocab.json); pass --tokenizer DIR")
     # Imported here: quantgpt.tokenization pulls in the task modules (rouge-score, nltk), ~150 MiB
     # of resident memory that a runtime which only decodes should not carry.
     from .. import tokenization
 
-    return getattr(tokenization, loader_name)(path)
+    try:
+        return getattr(tokenization, loader_name)(path)
+    except QuantgptError:
+        raise
+    except Exception as error:  # the tokenizers library raises plain Exceptions for a damaged file
+        detail = " ".join(str(error).split())[:200]
+        raise InputFileError(f"{path}: the tokenizer files do not load ({type(error).__name__}: {detail})") from None
+
+
+def check_lengths(config: Any, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse, before decoding starts, a prompt or a length the model's positions cannot hold."""
+    if prompt_tokens < 1:
+        raise UsageError("the prompt is empty after tokenization: give some text")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise UsageError(f"max_new_tokens={max_new_tokens!r} is not allowed: use an integer >= 1")
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return
+    if config.is_encoder_decoder:
+        if prompt_tokens > positions:
+            raise UsageError(f"the prompt is {prompt_tokens} tokens; the encoder holds at most {positions}: shorten it")
+        if max_new_tokens + 1 > positions:
+            raise UsageError(f"--max-new-tokens {max_new_tokens} is too many: the decoder holds at most {positions - 1}")
+        return
+    if prompt_tokens >= positions:
+        raise UsageError(f"the prompt is {prompt_tokens} tokens; the model holds {positions} positions: shorten it")
+    if prompt_tokens + max_new_tokens > positions:
+        raise UsageError(
+            f"--max-new-tokens {max_new_tokens} is too many: the prompt's {prompt_tokens} tokens leave "
+            f"{positions - prompt_tokens} of the model's {positions} positions"
+        )
 
 
 @torch.no_grad()
@@ -40,6 +74,7 @@ def generate_text(
     (without the prompt), for an encoder-decoder (BART) the decoder's output. Greedy by default;
     other `generate` options (num_beams, temperature, top_k, top_p, ...) pass through."""
     inputs = tokenizer(prompt, return_tensors="pt")
+    check_lengths(model.config, inputs["input_ids"].shape[1], max_new_tokens)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     output = model.generate(
         **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad_token_id, **generate_kwargs
@@ -49,4 +84,4 @@ def generate_text(
     return tokenizer.decode(output[0], skip_special_tokens=True)
 
 
-__all__ = ["generate_text", "load_packed_tokenizer"]
+__all__ = ["check_lengths", "generate_text", "load_packed_tokenizer"]

@@ -40,7 +40,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from quantgpt.export.packing import pack_codes, packed_numel, storage_dtype, unpack_codes
+from quantgpt.export.packing import (
+    pack_codes,
+    packed_numel,
+    storage_dtype,
+    unpack_codes,
+)
+
+from ..errors import QuantgptError
 
 FORMAT_NAME = "quantgpt-packed"
 FORMAT_VERSION = 1
@@ -81,7 +88,7 @@ _PACKED_KEYS = {"name", "kind", "bits", "shape", "dtype", "codes", "scale", "sca
 _DENSE_KEYS = {"name", "kind", "shape", "dtype", "tensor"}
 
 
-class PackedFormatError(ValueError):
+class PackedFormatError(QuantgptError, ValueError):
     """A packed model file is damaged, truncated, hostile or of an unknown version."""
 
 

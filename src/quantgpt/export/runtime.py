@@ -138,7 +138,7 @@ def _check_layer_counts(model_config: dict[str, Any], tensors: int) -> None:
     """Refuse a config with more layers than the file has tensors before building it: every layer
     owns tensors, and a hostile count (n_layer = 10^9) would otherwise hang the meta build."""
     for key, value in model_config.items():
-        if "layers" in key or key == "n_layer":
+        if ("layers" in key and not key.startswith("max_")) or key == "n_layer":  # Qwen2's max_window_layers is no count
             _require(
                 not _is_int(value) or 0 <= value <= tensors,
                 f"model_config: {key}={value!r} is impossible for a file of {tensors} tensors",
@@ -258,6 +258,15 @@ def _install_attention(model: nn.Module, attention: dict[str, Any] | None, class
     model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
 
 
+def _rebuild_rotary_embeddings(model: nn.Module) -> None:
+    """A rotary embedding's inverse frequencies are non-persistent buffers, computed from the config
+    and never stored: build each such module again, off the meta device, from the model's config."""
+    for name, module in list(model.named_modules()):
+        computed = [b for b in module._non_persistent_buffers_set if getattr(module, b, None) is not None]
+        if computed and all(getattr(module, b).is_meta for b in computed) and hasattr(module, "rope_type"):
+            _set_module(model, name, type(module)(module.config))
+
+
 def _fill_dense(model: nn.Module, entries: _Entries, dequantize: set[str], dtype: torch.dtype) -> None:
     """Load every tensor left on the meta device from the file; anything missing or left over fails."""
     state: dict[str, torch.Tensor] = {}
@@ -301,6 +310,7 @@ def build_packed_model(
     store = _Entries(entries)
     _install_modules(model, extra["modules"], store, dtype)
     _install_attention(model, extra["attention"], spec.attention_classes)
+    _rebuild_rotary_embeddings(model)
     _fill_dense(model, store, set(extra["dequantize_at_load"]), dtype)
     model.requires_grad_(False)
     model.eval()

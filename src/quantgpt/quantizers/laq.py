@@ -69,6 +69,8 @@ class LAQQuantizer(WeightQuantizer):
 
     @torch.no_grad()
     def initialize(self, w: torch.Tensor) -> None:
+        if w.is_meta:  # from_pretrained builds the model on the meta device; alpha comes from the checkpoint
+            return
         self.solve(w)
 
     def _current_alpha(self, w: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from ..tokenization import load_gpt2_tokenizer
 from . import figures
 from .clipping import clipping_range
 from .runs import RunInfo, load_full_precision, load_run_model, read_run
+from ..errors import UsageError
 
 FIGURE_FILES = {
     "embeddings": "figure2_embeddings.png",
@@ -64,7 +65,7 @@ def _teacher_dir(runs: Sequence[RunInfo], teacher: str | Path | None) -> Path:
     for run in runs:
         if run.is_teacher:
             return run.model_dir
-    raise ValueError("no full-precision model: pass a teacher run directory or --teacher DIR")
+    raise UsageError("no full-precision model: pass a teacher run directory or --teacher DIR")
 
 
 def _word_embedding(model: nn.Module) -> nn.Module:
@@ -117,7 +118,7 @@ def write_report(
     """
     runs = [read_run(path) for path in run_dirs]
     if not runs:
-        raise ValueError("report needs at least one run directory")
+        raise UsageError("report needs at least one run directory")
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}
 
@@ -168,7 +169,7 @@ def write_report(
     for label, model in students.items():
         quantized = quantized_weight_modules(model)
         if name not in quantized:
-            raise ValueError(f"module {name!r} is not quantized in run {label}; quantized are {', '.join(quantized)}")
+            raise UsageError(f"module {name!r} is not quantized in run {label}; quantized are {', '.join(quantized)}")
         lower, upper = clipping_range(quantized[name].weight_quantizer, quantized[name].weight)
         ranges[label] = (float(lower.mean()), float(upper.mean()))
     written["clipping"] = figures.plot_clipping_histogram(

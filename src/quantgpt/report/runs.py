@@ -17,6 +17,8 @@ from transformers import AutoModelForCausalLM
 
 from ..config import WEIGHT_METHODS
 from ..serialization import load_quantized
+from ..errors import MissingInputError
+from ..model_files import check_model_dir, read_json_object
 
 BEST_DIR = "best"
 
@@ -71,8 +73,8 @@ def read_run(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir)
     config_file = path / "run_config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{path}: no run_config.json; pass a run directory written by quantgpt finetune/quantize")
-    record = json.loads(config_file.read_text())
+        raise MissingInputError(f"{path}: no run_config.json; pass a run directory written by quantgpt finetune/quantize")
+    record = read_json_object(config_file)
     quantization = record.get("quantization") or {}
     teacher = record.get("teacher")
     final_file = path / "final_metrics.json"
@@ -83,18 +85,20 @@ def read_run(run_dir: str | Path) -> RunInfo:
         bits=quantization.get("bits"),
         teacher=Path(teacher) if teacher else None,
         metrics=read_jsonl(path / "metrics.jsonl"),
-        final=json.loads(final_file.read_text()) if final_file.is_file() else {},
+        final=read_json_object(final_file) if final_file.is_file() else {},
     )
 
 
 def load_run_model(run: RunInfo) -> nn.Module:
     """The run's selected model (`best/`) in eval mode: quantized runs through `load_quantized`."""
     if not (run.model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run.model_dir}: no saved model; did the run finish?")
+        raise MissingInputError(f"{run.model_dir}: no saved model; did the run finish?")
+    check_model_dir(run.model_dir)  # a damaged or pickled model: one line, nothing unpickled
     model = load_quantized(run.model_dir) if run.is_quantized else AutoModelForCausalLM.from_pretrained(run.model_dir)
     return model.eval()
 
 
 def load_full_precision(directory: str | Path) -> nn.Module:
     """A full-precision model from a `save_pretrained` directory, in eval mode."""
-    return AutoModelForCausalLM.from_pretrained(str(directory)).eval()
+    check_model_dir(directory, "--teacher")
+    return AutoModelForCausalLM.from_pretrained(str(directory), use_safetensors=True).eval()

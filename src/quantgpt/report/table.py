@@ -8,11 +8,13 @@ paper's: see ../shared/data/README.md).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..jsonio import dumps_json
+from ..errors import UsageError
 
 FULL_PRECISION = "full precision"
 METHOD_NAMES = {"quantgpt": "QuantGPT", "pact": "PACT", "lsq": "LSQ", "laq": "LAQ", "rtn": "RTN"}
@@ -40,7 +42,7 @@ def _reference(rows: list[ResultRow]) -> ResultRow:
     for row in rows:
         if row.method == FULL_PRECISION:
             return row
-    raise ValueError(f"the table needs a {FULL_PRECISION!r} row: ratios are relative to it")
+    raise UsageError(f"the table needs a {FULL_PRECISION!r} row: ratios are relative to it")
 
 
 def perplexity_ratios(rows: list[ResultRow]) -> list[dict[str, float]]:
@@ -90,7 +92,7 @@ def table1_json(rows: list[ResultRow], **context: Any) -> str:
     """The rows with their ratios, and `context` (command, teacher, timings), as indented JSON."""
     ratios = perplexity_ratios(rows)
     data = {**context, "rows": [{**asdict(row), "ratio_to_full_precision": r} for row, r in zip(rows, ratios)]}
-    return json.dumps(data, indent=2, default=str) + "\n"
+    return dumps_json(data, indent=2, default=str) + "\n"
 
 
 def write_table1(

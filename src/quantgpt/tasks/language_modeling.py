@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from quantgpt.tasks.errors import DataError
+from quantgpt.config import ConfigError
 
 IGNORE_INDEX = -100
 TESTBED_TRAIN_FRACTION = 0.9
@@ -81,7 +82,7 @@ LM_CORPORA: dict[str, LMCorpus] = {
 
 def _corpus(name: str) -> LMCorpus:
     if name not in LM_CORPORA:
-        raise ValueError(f"corpus={name!r} is unknown; allowed: {', '.join(LM_CORPORA)}")
+        raise ConfigError(f"corpus={name!r} is unknown; allowed: {', '.join(LM_CORPORA)}")
     return LM_CORPORA[name]
 
 
@@ -137,7 +138,7 @@ def load_lm_text(corpus: str, split: str, data_dir: str | Path | None = None) ->
     split = SPLIT_ALIASES.get(split, split)
     allowed = ("train", "valid", "test", *TESTBED_SPLITS)
     if split not in allowed:
-        raise ValueError(f"split={split!r} is unknown; allowed: {', '.join(allowed)}")
+        raise ConfigError(f"split={split!r} is unknown; allowed: {', '.join(allowed)}")
     if split in TESTBED_SPLITS:
         valid_lines = load_lm_text(corpus, "valid", data_dir)
         cut = int(len(valid_lines) * TESTBED_TRAIN_FRACTION)
@@ -164,7 +165,7 @@ def tokenize_to_blocks(
     `collate_lm_blocks` pads and masks it.
     """
     if block_size < 2:
-        raise ValueError(f"block_size={block_size} is too small; allowed: an integer >= 2")
+        raise ConfigError(f"block_size={block_size} is too small; allowed: an integer >= 2")
     text = "".join(line + "\n" for line in lines)
     # verbose=False: the whole corpus is longer than the model's context on purpose.
     ids = torch.tensor(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], dtype=torch.long)
@@ -174,7 +175,7 @@ def tokenize_to_blocks(
         tail = ids[num_full * block_size :]
         return list(blocks.unbind(0)) + ([tail] if tail.numel() else [])
     if num_full == 0:
-        raise ValueError(f"the text has {ids.numel()} tokens, fewer than one block of block_size={block_size}")
+        raise DataError(f"the text has {ids.numel()} tokens, fewer than one block of block_size={block_size}")
     return blocks
 
 
@@ -273,6 +274,6 @@ def evaluate_perplexity(
     finally:
         model.train(was_training)
     if total_tokens == 0:
-        raise ValueError("the dataloader holds no token to score (every block has fewer than 2 tokens)")
+        raise DataError("the dataloader holds no token to score (every block has fewer than 2 tokens)")
     loss = total_nll / total_tokens
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": total_tokens}

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from transformers import AutoModelForCausalLM
 
+from quantgpt.errors import UsageError
+from quantgpt.tasks.errors import DataError
 from quantgpt.tasks.language_modeling import (
     IGNORE_INDEX,
     LM_CORPORA,
@@ -28,8 +30,11 @@ from quantgpt.tasks.language_modeling import (
     load_lm_text,
     tokenize_to_blocks,
 )
+from quantgpt.tasks.text_datasets import TextSource, data_files_from_args, texts_to_lines
 from quantgpt.tokenization import load_gpt2_tokenizer
 from quantgpt.training.task import DistillTargets, Task
+from quantgpt.config import ConfigError
+from quantgpt.errors import MissingInputError
 
 # Characters per GPT-2 token are about 4-5 in English; start a capped read from this many per token.
 _CHARS_PER_TOKEN_GUESS = 6
@@ -66,8 +71,10 @@ class LanguageModelingTask(Task):
     """Causal language modelling on one corpus of `LM_CORPORA` (SPEC section 7).
 
     tokenizer: GPT-2's. dataset: "wikitext-2", "wikitext-2-raw", "wikitext-103", "wikitext-103-raw"
-    or "ptb". data_dir: the folder holding the release files (e.g. ../shared/data); None reads the
-    hub. train_split: "train", or "testbed-train" for WikiText-2 on the CPU testbed (then evaluate
+    or "ptb"; or your own text (`text_datasets.TextSource`): "text" with `data_files` ({split: path}
+    of plain text or JSON lines), a local dataset directory or a hub dataset (`dataset_config`), the
+    text in `text_column`. data_dir: the folder holding the named corpora's release files (e.g.
+    ../shared/data); None reads the hub. train_split: "train", or "testbed-train" for WikiText-2 on the CPU testbed (then evaluate
     on "testbed-select"). max_train_blocks / max_eval_blocks cap the number of blocks (tests).
     """
 
@@ -87,18 +94,25 @@ class LanguageModelingTask(Task):
         max_eval_blocks: int | None = None,
         eval_batch_size: int = 8,
         eval_progress: bool = False,
+        data_files: dict[str, str] | None = None,
+        dataset_config: str | None = None,
+        text_column: str = "text",
     ) -> None:
-        if dataset not in LM_CORPORA:
-            raise ValueError(f"dataset={dataset!r} is unknown: allowed are {', '.join(LM_CORPORA)}")
+        if not isinstance(dataset, str) or not dataset:
+            raise UsageError(f"dataset={dataset!r}: allowed are {', '.join(LM_CORPORA)}, text, a dataset directory or hub name")
+        # A named corpus keeps its release-file reader; anything else is the user's own text.
+        self.source = None if dataset in LM_CORPORA else TextSource(dataset, data_files or {}, dataset_config, text_column)
+        if self.source is None and data_files:
+            raise UsageError(f"--train-file/--eval-file/--test-file are read with --dataset text, not --dataset {dataset}")
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2:
-            raise ValueError(f"block_size={block_size!r}: allowed is an integer >= 2")
+            raise ConfigError(f"block_size={block_size!r}: allowed is an integer >= 2")
         for name, value in (("max_train_blocks", max_train_blocks), ("max_eval_blocks", max_eval_blocks)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}={value!r}: allowed is None or an integer >= 1")
+                raise ConfigError(f"{name}={value!r}: allowed is None or an integer >= 1")
         if isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int) or eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size={eval_batch_size!r}: allowed is an integer >= 1")
+            raise ConfigError(f"eval_batch_size={eval_batch_size!r}: allowed is an integer >= 1")
         if data_dir is not None and not Path(data_dir).is_dir():
-            raise FileNotFoundError(f"--data-dir {data_dir}: no such directory")
+            raise MissingInputError(f"--data-dir {data_dir}: no such directory")
         self.tokenizer = tokenizer
         self.dataset = dataset
         self.data_dir = None if data_dir is None else str(data_dir)
@@ -120,11 +134,14 @@ class LanguageModelingTask(Task):
         key = (split, training)
         if key not in self._datasets:
             try:
-                lines = load_lm_text(self.dataset, split, self.data_dir)
+                if self.source is not None:
+                    lines = texts_to_lines(self.source.texts(split))
+                else:
+                    lines = load_lm_text(self.dataset, split, self.data_dir)
             except OSError as error:  # the hub out of reach (local files raise DataError instead)
-                raise ValueError(
-                    f"could not read {self.dataset} {split} from the hub ({str(error).splitlines()[0]}); "
-                    "pass --data-dir with local release files"
+                hint = "check the name and the network" if self.source is not None else "pass --data-dir with local release files"
+                raise DataError(
+                    f"could not read {self.dataset} {split} from the hub ({str(error).splitlines()[0]}); {hint}"
                 ) from None
             cap = self.max_train_blocks if training else self.max_eval_blocks
             keep_tail = not training  # evaluation scores every token, the short tail included
@@ -180,7 +197,7 @@ class LanguageModelingTask(Task):
         if world > 1:
             totals = accelerator.reduce(totals, reduction="sum")
         if totals[1] == 0:
-            raise ValueError(f"split {split!r} holds no token to score")
+            raise DataError(f"split {split!r} holds no token to score")
         loss = float(totals[0] / totals[1])
         return {"perplexity": math.exp(loss), "loss": loss, "tokens": int(totals[1])}
 
@@ -194,6 +211,7 @@ class LanguageModelingTask(Task):
             "train_split": self.train_split,
             "max_train_blocks": self.max_train_blocks,
             "max_eval_blocks": self.max_eval_blocks,
+            **(self.source.config() if self.source is not None else {}),
         }
 
     @classmethod
@@ -203,7 +221,14 @@ class LanguageModelingTask(Task):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("language modelling (--task lm)")
-        group.add_argument("--dataset", choices=sorted(LM_CORPORA), default="wikitext-2", help="corpus (default wikitext-2)")
+        group.add_argument(
+            "--dataset",
+            default="wikitext-2",
+            help=f"corpus: {', '.join(sorted(LM_CORPORA))} (default wikitext-2); text for your --train-file/--eval-file; "
+            "or a local dataset directory or hub dataset (owner/name) with a text column",
+        )
+        group.add_argument("--dataset-config", help="the hub dataset's configuration (e.g. wikitext-2-raw-v1)")
+        group.add_argument("--text-column", default="text", help="column holding the text in JSON lines and datasets (default text)")
         group.add_argument("--block-size", type=int, default=512, help="tokens per training block (default 512)")
 
     @classmethod
@@ -217,4 +242,7 @@ class LanguageModelingTask(Task):
             max_train_blocks=args.max_train_examples,
             max_eval_blocks=args.max_eval_examples,
             eval_batch_size=args.eval_batch_size,
+            data_files=data_files_from_args(args),
+            dataset_config=args.dataset_config,
+            text_column=args.text_column,
         )

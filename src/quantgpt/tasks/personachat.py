@@ -32,6 +32,7 @@ from transformers import PreTrainedTokenizerBase
 
 from quantgpt.tasks.errors import DataError
 from quantgpt.tasks.jsonl import read_json_lines
+from quantgpt.config import ConfigError
 
 IGNORE_INDEX = -100
 NUM_CANDIDATES = 20
@@ -72,7 +73,7 @@ def sample_distractors(true_reply: str, pool: Sequence[str], num_distractors: in
     draws = rng.sample(range(len(pool)), min(len(pool), num_distractors + 1))
     chosen = [pool[index] for index in draws if pool[index] != true_reply][:num_distractors]
     if len(chosen) < num_distractors:
-        raise ValueError(
+        raise DataError(
             f"the pool has {len(chosen)} replies other than the true one; {num_distractors} distractors needed"
         )
     return chosen
@@ -109,7 +110,7 @@ def load_personachat_jsonl(
     distractors drawn (seeded) from the split's other replies, then the true reply.
     """
     if num_candidates < 1:
-        raise ValueError(f"num_candidates={num_candidates} is invalid; allowed: an integer >= 1 (the true reply)")
+        raise ConfigError(f"num_candidates={num_candidates} is invalid; allowed: an integer >= 1 (the true reply)")
     dialogues_path = Path(dialogues_path)
     if metadata_path is None:
         metadata_path = dialogues_path.with_name(dialogues_path.stem + ".metadata.jsonl")
@@ -214,7 +215,7 @@ def load_personachat(
     """
     split = "valid" if split == "validation" else split
     if split not in ("train", "valid", "test"):
-        raise ValueError(f"split={split!r} is unknown; allowed: train, valid, test")
+        raise ConfigError(f"split={split!r} is unknown; allowed: train, valid, test")
     if data_dir is None:
         from datasets import load_dataset
 
@@ -312,7 +313,7 @@ def build_double_head_inputs(
     all candidates share the same context so the choice compares replies only.
     """
     if max_history < 0:
-        raise ValueError(f"max_history={max_history} is negative; allowed: an integer >= 0")
+        raise ConfigError(f"max_history={max_history} is negative; allowed: an integer >= 0")
     special = _special_ids(tokenizer)
 
     def encode(text: str) -> list[int]:
@@ -335,7 +336,7 @@ def build_double_head_inputs(
         persona = persona[: max(0, len(persona) - overflow)]
     reply_budget = max_length - context_length() - 2
     if reply_budget < 1:
-        raise ValueError(f"max_length={max_length} cannot hold the last history utterance and a reply")
+        raise ConfigError(f"max_length={max_length} cannot hold the last history utterance and a reply")
     replies = [reply[:reply_budget] for reply in replies]
 
     sequences = [
@@ -468,5 +469,5 @@ def evaluate_hits_at_1(
     finally:
         model.train(was_training)
     if total == 0:
-        raise ValueError("the dataloader holds no example")
+        raise DataError("the dataloader holds no example")
     return {"accuracy": correct / total, "examples": total}

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from transformers import GPT2DoubleHeadsModel
 
+from quantgpt.errors import UsageError
 from quantgpt.tasks.errors import DataError
 from quantgpt.tasks.personachat import (
     IGNORE_INDEX,
@@ -41,8 +42,11 @@ from quantgpt.tasks.personachat import (
     load_parlai_fixture,
     load_personachat,
 )
+from quantgpt.tasks.text_datasets import data_files_from_args
 from quantgpt.tokenization import load_gpt2_tokenizer
 from quantgpt.training.task import DistillTargets, Task
+from quantgpt.config import ConfigError
+from quantgpt.errors import MissingInputError
 
 DISTILL_CANDIDATES = ("true", "all")
 # Split names of ParlAI's regression fixtures (5 examples with the official 20 candidates each).
@@ -70,7 +74,7 @@ def double_head_distill_targets(outputs: Any, batch: dict[str, Tensor], candidat
     "true", `(B * N, L, ...)` for "all").
     """
     if candidates not in DISTILL_CANDIDATES:
-        raise ValueError(f"candidates={candidates!r}: allowed are {', '.join(DISTILL_CANDIDATES)}")
+        raise ConfigError(f"candidates={candidates!r}: allowed are {', '.join(DISTILL_CANDIDATES)}")
     batch_size, num_candidates, length = batch["input_ids"].shape
     if candidates == "true":
         rows = torch.arange(batch_size, device=batch["input_ids"].device)
@@ -172,23 +176,23 @@ class PersonaChatTask(Task):
             return isinstance(value, int) and not isinstance(value, bool)
 
         if not is_int(max_history) or max_history < 0:
-            raise ValueError(f"max_history={max_history!r}: allowed is an integer >= 0")
+            raise ConfigError(f"max_history={max_history!r}: allowed is an integer >= 0")
         if not is_int(max_length) or max_length < 8:
-            raise ValueError(f"max_length={max_length!r}: allowed is an integer >= 8")
+            raise ConfigError(f"max_length={max_length!r}: allowed is an integer >= 8")
         if not is_int(train_candidates) or not 1 <= train_candidates <= NUM_CANDIDATES:
-            raise ValueError(f"train_candidates={train_candidates!r}: allowed is an integer in [1, {NUM_CANDIDATES}]")
+            raise ConfigError(f"train_candidates={train_candidates!r}: allowed is an integer in [1, {NUM_CANDIDATES}]")
         for name, value in (("lm_coef", lm_coef), ("mc_coef", mc_coef)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name}={value!r}: allowed is a number >= 0")
+                raise ConfigError(f"{name}={value!r}: allowed is a number >= 0")
         if distill_candidates not in DISTILL_CANDIDATES:
-            raise ValueError(f"distill_candidates={distill_candidates!r}: allowed are {', '.join(DISTILL_CANDIDATES)}")
+            raise ConfigError(f"distill_candidates={distill_candidates!r}: allowed are {', '.join(DISTILL_CANDIDATES)}")
         for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples)):
             if value is not None and (not is_int(value) or value < 1):
-                raise ValueError(f"{name}={value!r}: allowed is None or an integer >= 1")
+                raise ConfigError(f"{name}={value!r}: allowed is None or an integer >= 1")
         if not is_int(eval_batch_size) or eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size={eval_batch_size!r}: allowed is an integer >= 1")
+            raise ConfigError(f"eval_batch_size={eval_batch_size!r}: allowed is an integer >= 1")
         if data_dir is not None and not Path(data_dir).is_dir():
-            raise FileNotFoundError(f"--data-dir {data_dir}: no such directory")
+            raise MissingInputError(f"--data-dir {data_dir}: no such directory")
         add_personachat_special_tokens(tokenizer)
         self.tokenizer = tokenizer
         self.data_dir = None if data_dir is None else str(data_dir)
@@ -227,7 +231,7 @@ class PersonaChatTask(Task):
                 try:
                     examples = load_personachat(split, self.data_dir, NUM_CANDIDATES, self.distractor_seed)
                 except OSError as error:  # the hub out of reach (local files raise DataError instead)
-                    raise ValueError(
+                    raise DataError(
                         f"could not read Persona-Chat {split} from the hub ({str(error).splitlines()[0]}); "
                         "pass --data-dir with local files (e.g. ../shared/data)"
                     ) from None
@@ -281,7 +285,7 @@ class PersonaChatTask(Task):
         if world > 1:
             totals = accelerator.reduce(totals, reduction="sum")
         if totals[1] == 0:
-            raise ValueError(f"split {split!r} holds no example to score")
+            raise DataError(f"split {split!r} holds no example to score")
         return {"accuracy": float(100.0 * totals[0] / totals[1]), "examples": int(totals[1])}
 
     # --- record and command line
@@ -330,6 +334,8 @@ class PersonaChatTask(Task):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, tokenizer: Any) -> "PersonaChatTask":
+        if data_files_from_args(args):
+            raise UsageError("--task personachat reads Persona-Chat (--data-dir or the hub), not --train-file/--eval-file/--test-file")
         return cls(
             tokenizer,
             data_dir=args.data_dir,

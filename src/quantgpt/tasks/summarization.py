@@ -15,6 +15,7 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 from quantgpt.tasks.errors import DataError
 from quantgpt.tasks.jsonl import read_json_lines
+from quantgpt.config import ConfigError
 
 IGNORE_INDEX = -100
 HUB_DATASET = "EdinburghNLP/xsum"
@@ -104,7 +105,7 @@ def generate_summaries(
     no_repeat_ngram_size=3) pass through `generate_kwargs`. The model's mode is restored.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} is invalid; allowed: an integer >= 1")
+        raise ConfigError(f"batch_size={batch_size} is invalid; allowed: an integer >= 1")
     if device is None:
         device = next(model.parameters()).device
     was_training = model.training

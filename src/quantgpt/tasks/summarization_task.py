@@ -29,12 +29,17 @@ from quantgpt.tasks.summarization import (
     ROUGE_TYPES,
     generate_summaries,
     load_xsum,
+    load_xsum_jsonl,
     make_summarization_collator,
     rouge_scores,
     tokenize_summarization,
 )
+from quantgpt.tasks.text_datasets import data_file_for, data_files_from_args
 from quantgpt.tokenization import load_bart_tokenizer
 from quantgpt.training.task import DistillTargets, Task
+from quantgpt.config import ConfigError
+from quantgpt.errors import MissingInputError
+from quantgpt.tasks.errors import DataError
 
 CONTRASTIVE_STATES = ("decoder", "encoder")
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
@@ -49,7 +54,7 @@ def seq2seq_distill_targets(outputs: Any, batch: dict[str, Tensor], states: str 
     "encoder", the encoder's tuple with the article's ids and mask.
     """
     if states not in CONTRASTIVE_STATES:
-        raise ValueError(f"states={states!r}: allowed are {', '.join(CONTRASTIVE_STATES)}")
+        raise ConfigError(f"states={states!r}: allowed are {', '.join(CONTRASTIVE_STATES)}")
     decoder_mask = batch["decoder_attention_mask"]
     if states == "decoder":
         hidden, token_ids, token_mask = outputs.decoder_hidden_states, batch["decoder_input_ids"], decoder_mask
@@ -86,6 +91,8 @@ class SummarizationTask(Task):
 
     tokenizer: BART's. data_dir: the folder holding `xsum/` (e.g. ../shared/data; local splits are
     named by file: "sample", "test-1000"); None reads the hub ("train", "validation", "test").
+    data_files: your own JSON-lines files by split ({"train", "valid", "test"}: path; records with
+    "document" and "summary"), read instead of XSum.
     max_source_length: article tokens (paper: 512). max_target_length: summary tokens kept for
     training (choice: 128; summaries are padded to the longest of the batch, as the paper).
     contrastive_states: "decoder" (the method) or "encoder" (Table 6). num_beams, length_penalty,
@@ -114,6 +121,7 @@ class SummarizationTask(Task):
         max_eval_examples: int | None = None,
         eval_batch_size: int = 8,
         eval_progress: bool = False,
+        data_files: dict[str, str] | None = None,
     ) -> None:
         def is_int(value: object) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
@@ -126,20 +134,21 @@ class SummarizationTask(Task):
             ("eval_batch_size", eval_batch_size),
         ):
             if not is_int(value) or value < 1:
-                raise ValueError(f"{name}={value!r}: allowed is an integer >= 1")
+                raise ConfigError(f"{name}={value!r}: allowed is an integer >= 1")
         if contrastive_states not in CONTRASTIVE_STATES:
-            raise ValueError(f"contrastive_states={contrastive_states!r}: allowed are {', '.join(CONTRASTIVE_STATES)}")
+            raise ConfigError(f"contrastive_states={contrastive_states!r}: allowed are {', '.join(CONTRASTIVE_STATES)}")
         if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-            raise ValueError(f"length_penalty={length_penalty!r}: allowed is a number")
+            raise ConfigError(f"length_penalty={length_penalty!r}: allowed is a number")
         if no_repeat_ngram_size is not None and (not is_int(no_repeat_ngram_size) or no_repeat_ngram_size < 0):
-            raise ValueError(f"no_repeat_ngram_size={no_repeat_ngram_size!r}: allowed is None or an integer >= 0")
+            raise ConfigError(f"no_repeat_ngram_size={no_repeat_ngram_size!r}: allowed is None or an integer >= 0")
         for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples)):
             if value is not None and (not is_int(value) or value < 1):
-                raise ValueError(f"{name}={value!r}: allowed is None or an integer >= 1")
+                raise ConfigError(f"{name}={value!r}: allowed is None or an integer >= 1")
         if data_dir is not None and not Path(data_dir).is_dir():
-            raise FileNotFoundError(f"--data-dir {data_dir}: no such directory")
+            raise MissingInputError(f"--data-dir {data_dir}: no such directory")
         self.tokenizer = tokenizer
         self.data_dir = None if data_dir is None else str(data_dir)
+        self.data_files = {split: str(path) for split, path in (data_files or {}).items()}
         self.train_split = train_split
         self.max_source_length = max_source_length
         self.max_target_length = max_target_length
@@ -172,9 +181,12 @@ class SummarizationTask(Task):
         """The first `cap` (all when None) document/summary records of `split`, loaded once."""
         if split not in self._records:
             try:
-                self._records[split] = load_xsum(split, self.data_dir)
+                if self.data_files:
+                    self._records[split] = load_xsum_jsonl(data_file_for(self.data_files, split))
+                else:
+                    self._records[split] = load_xsum(split, self.data_dir)
             except OSError as error:  # the hub out of reach (local files raise DataError instead)
-                raise ValueError(
+                raise DataError(
                     f"could not read XSum {split} from the hub ({str(error).splitlines()[0]}); "
                     "pass --data-dir with local files (e.g. ../shared/data)"
                 ) from None
@@ -273,7 +285,7 @@ class SummarizationTask(Task):
             totals = accelerator.reduce(totals, reduction="sum")
         count = float(totals[-1])
         if count == 0:
-            raise ValueError(f"split {split!r} holds no document to summarize")
+            raise DataError(f"split {split!r} holds no document to summarize")
         result = {key: float(totals[i]) / count for i, key in enumerate(ROUGE_TYPES)}
         loss = float(totals[-3] / totals[-2]) if totals[-2] > 0 else math.nan
         return {**result, "loss": loss, "examples": int(count)}
@@ -283,6 +295,7 @@ class SummarizationTask(Task):
         return {
             "name": self.name,
             "data_dir": self.data_dir,
+            "data_files": self.data_files,
             "train_split": self.train_split,
             "max_source_length": self.max_source_length,
             "max_target_length": self.max_target_length,
@@ -334,4 +347,5 @@ class SummarizationTask(Task):
             max_train_examples=args.max_train_examples,
             max_eval_examples=args.max_eval_examples,
             eval_batch_size=args.eval_batch_size,
+            data_files=data_files_from_args(args),
         )

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import torch
 
 from .recipe import RECIPES
+from ..errors import UsageError
 
 R = TypeVar("R")
 
@@ -71,5 +72,5 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def set_threads(threads: int) -> None:
     if threads < 1:
-        raise ValueError(f"--threads {threads} is not allowed: use an integer >= 1")
+        raise UsageError(f"--threads {threads} is not allowed: use an integer >= 1")
     torch.set_num_threads(threads)

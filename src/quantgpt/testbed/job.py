@@ -31,6 +31,7 @@ from .measure import measure, seconds_per_step
 from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available, torchao_student
 from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, QATRecipe, TeacherRecipe
 from .teacher import SELECT_SPLIT, Teacher, get_teacher, lm_task, teacher_evaluation
+from ..config import ConfigError
 
 Log = Callable[[str], None]
 PAPER_METHODS = ("quantgpt", "pact", "lsq", "laq")
@@ -62,19 +63,19 @@ class TestbedJob:
         object.__setattr__(self, "peers", tuple(self.peers))
         for method in self.methods:
             if method not in WEIGHT_METHODS:
-                raise ValueError(f"TestbedJob.methods: {method!r} is not allowed: use some of {', '.join(WEIGHT_METHODS)}")
+                raise ConfigError(f"TestbedJob.methods: {method!r} is not allowed: use some of {', '.join(WEIGHT_METHODS)}")
         for name in self.test_sets:
             if name not in LM_CORPORA:
-                raise ValueError(f"TestbedJob.test_sets: {name!r} is not allowed: use some of {', '.join(LM_CORPORA)}")
+                raise ConfigError(f"TestbedJob.test_sets: {name!r} is not allowed: use some of {', '.join(LM_CORPORA)}")
         for peer in self.peers:
             if peer not in PEERS:
-                raise ValueError(f"TestbedJob.peers: {peer!r} is not allowed: use some of {', '.join(PEERS)}")
+                raise ConfigError(f"TestbedJob.peers: {peer!r} is not allowed: use some of {', '.join(PEERS)}")
         if "torchao" in self.peers and not torchao_available():
-            raise ValueError(f"TestbedJob.peers: 'torchao' is not installed: pip install {TORCHAO_REQUIREMENT}")
+            raise ConfigError(f"TestbedJob.peers: 'torchao' is not installed: pip install {TORCHAO_REQUIREMENT}")
         if not self.methods and not self.peers:
-            raise ValueError("TestbedJob.methods: name at least one method or peer")
+            raise ConfigError("TestbedJob.methods: name at least one method or peer")
         if isinstance(self.reference_steps, bool) or not isinstance(self.reference_steps, int) or self.reference_steps < 0:
-            raise ValueError(f"TestbedJob.reference_steps={self.reference_steps!r} is not allowed: use an integer >= 0")
+            raise ConfigError(f"TestbedJob.reference_steps={self.reference_steps!r} is not allowed: use an integer >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -356,11 +357,14 @@ def _write_figure_index(figures_dir: Path, drawn: dict[str, dict[str, Path]], co
     (figures_dir / "README.md").write_text("\n".join(lines))
 
 
+_ARCHITECTURE_NAMES = {"gpt2": "GPT-2", "llama": "Llama", "qwen2": "Qwen2", "opt": "OPT"}
+
+
 def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) -> str:
     recipe = job.teacher
     stages = ", ".join(f"{s['name']} {s['steps']} steps (best at {s['best_step']}, {s['wall_seconds']:.0f} s)" for s in teacher.summary["stages"])
     lines = [
-        f"- Teacher: GPT-2 {recipe.n_layer} layers, width {recipe.n_embd}, {recipe.vocab_size}-token byte-level BPE, "
+        f"- Teacher: {_ARCHITECTURE_NAMES[recipe.architecture]} {recipe.n_layer} layers, width {recipe.n_embd}, {recipe.vocab_size}-token byte-level BPE, "
         f"blocks of {recipe.block_size}; {stages}; {SELECT_SPLIT} perplexity {teacher.summary['select_perplexity']:.2f}.",
         "- Protocol: WikiText-2's validation split is the training text (last 10% of its lines held out as "
         f"{SELECT_SPLIT}), test splits for reporting (../shared/data/README.md). Perplexities are per BPE token of this "

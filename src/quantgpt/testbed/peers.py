@@ -25,8 +25,9 @@ from ..config import BitWidths, QuantConfig
 from ..convert import quantize_model, quantized_weight_modules
 from ..layers import QuantLinear
 from ..quantizers import WeightQuantizer
+from ..errors import UsageError
 
-TORCHAO_REQUIREMENT = "torchao==0.18.0"
+TORCHAO_REQUIREMENT = "torchao==0.14.1"  # see pyproject.toml: a newer one is imported by every command
 PEERS = ("torchao",)
 
 
@@ -45,7 +46,7 @@ class TorchAOWeightQuantizer(WeightQuantizer):
     def __init__(self, bits: int, per_row: bool = False, rows: int | None = None, transposed: bool = False) -> None:
         super().__init__(bits, per_row, rows)
         if not torchao_available():
-            raise ValueError(f"the torchao peer needs torchao: pip install {TORCHAO_REQUIREMENT}")
+            raise UsageError(f"the torchao peer needs torchao: pip install {TORCHAO_REQUIREMENT}")
         from torchao.quantization.qat import IntxFakeQuantizeConfig, IntxFakeQuantizer
 
         config = IntxFakeQuantizeConfig(getattr(torch, f"int{bits}"), "per_channel", is_symmetric=True)

@@ -12,19 +12,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from transformers import GPT2Config
+from transformers import GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
+from ..config import ConfigError
 
 # Bumped when the way a teacher is made changes without a change of its settings.
 RECIPE_FORMAT = 1
+# Teacher shapes: GPT-2 (the paper's model), or a Llama-family / OPT decoder of the same size.
+TEACHER_ARCHITECTURES = ("gpt2", "llama", "qwen2", "opt")
 
 
 def _check(owner: str, name: str, value: Any, kind: type | tuple, low: float | None = None, allowed: str = "") -> None:
     is_kind = isinstance(value, kind) and not isinstance(value, bool)
     if not is_kind or (low is not None and value < low):
-        raise ValueError(f"{owner}.{name}={value!r} is not allowed: {allowed}")
+        raise ConfigError(f"{owner}.{name}={value!r} is not allowed: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,11 @@ class TeacherRecipe:
     """How the full-precision teacher is trained from scratch (CPU testbed, SPEC section 7 adapted).
 
     Tokenizer: byte-level BPE of `vocab_size` tokens trained on the training text (the pretraining
-    corpus, when used, and WikiText-2's testbed-train split). Model: GPT-2 with `n_layer` layers of
-    width `n_embd`, `n_head` heads, `block_size` positions (also the training block length).
+    corpus, when used, and WikiText-2's testbed-train split). Model: `architecture` (GPT-2 by
+    default; "llama", "qwen2" or "opt" for a decoder of that family) with `n_layer` layers of width
+    `n_embd`, `n_head` heads, `block_size` positions (also the training block length); the Llama and
+    Qwen2 shapes use half as many key/value heads (grouped-query attention) when `n_head` is even
+    and a SwiGLU width of 8/3 `n_embd` rounded up to a multiple of 256 (OPT: 4 `n_embd`).
     Pretraining: `pretrain_steps` steps on ../shared/data/corpus/nltk-2008 (0: none). Fine-tuning:
     `finetune_steps` steps on testbed-train. Each stage keeps its best checkpoint on testbed-select
     (evaluated every `eval_every` steps); the learning rate warms up over `warmup_steps`, then
@@ -57,9 +64,14 @@ class TeacherRecipe:
     eval_every: int = 100
     seed: int = 0
     max_blocks: int | None = None
+    architecture: str = "gpt2"
 
     def __post_init__(self) -> None:
         owner = "TeacherRecipe"
+        if self.architecture not in TEACHER_ARCHITECTURES:
+            raise ConfigError(
+                f"{owner}.architecture={self.architecture!r} is not allowed: use one of {', '.join(TEACHER_ARCHITECTURES)}"
+            )
         for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size", "batch_size", "finetune_steps", "eval_every"):
             _check(owner, name, getattr(self, name), int, 1, "use an integer >= 1")
         for name in ("pretrain_steps", "warmup_steps", "seed"):
@@ -67,17 +79,17 @@ class TeacherRecipe:
         _check(owner, "vocab_size", self.vocab_size, int, 258, "use an integer >= 258 (256 bytes, <|endoftext|>, a merge)")
         _check(owner, "block_size", self.block_size, int, 2, "use an integer >= 2")
         if self.n_embd % self.n_head:
-            raise ValueError(f"{owner}.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
+            raise ConfigError(f"{owner}.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
         for name in ("pretrain_learning_rate", "finetune_learning_rate"):
             value = getattr(self, name)
             _check(owner, name, value, (int, float), None, "use a number > 0")
             if not value > 0:
-                raise ValueError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
+                raise ConfigError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
         for name in ("dropout", "weight_decay"):
             value = getattr(self, name)
             _check(owner, name, value, (int, float), 0, "use a number >= 0 (dropout below 1)")
         if self.dropout >= 1:
-            raise ValueError(f"{owner}.dropout={self.dropout!r} is not allowed: use a number in [0, 1)")
+            raise ConfigError(f"{owner}.dropout={self.dropout!r} is not allowed: use a number in [0, 1)")
         if self.max_blocks is not None:
             _check(owner, "max_blocks", self.max_blocks, int, 1, "use None or an integer >= 1")
 
@@ -85,12 +97,18 @@ class TeacherRecipe:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """12 hex digits of the SHA-256 of the settings (and RECIPE_FORMAT): the cache folder's name."""
-        text = json.dumps({"format": RECIPE_FORMAT, **self.to_dict()}, sort_keys=True)
+        """12 hex digits of the SHA-256 of the settings (and RECIPE_FORMAT): the cache folder's name.
+        A GPT-2 teacher leaves `architecture` out, so its key (and cached teacher) predates the field."""
+        settings = self.to_dict()
+        if settings["architecture"] == "gpt2":
+            del settings["architecture"]
+        text = json.dumps({"format": RECIPE_FORMAT, **settings}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    def model_config(self) -> GPT2Config:
-        """The teacher's GPT-2 configuration; <|endoftext|> (id 0) is its bos and eos token."""
+    def model_config(self) -> PretrainedConfig:
+        """The teacher's configuration; <|endoftext|> (id 0) is its bos and eos token."""
+        if self.architecture != "gpt2":
+            return self._decoder_config()
         return GPT2Config(
             vocab_size=self.vocab_size,
             n_positions=self.block_size,
@@ -103,6 +121,32 @@ class TeacherRecipe:
             bos_token_id=0,
             eos_token_id=0,
             architectures=["GPT2LMHeadModel"],
+        )
+
+    def _decoder_config(self) -> PretrainedConfig:
+        """A Llama, Qwen2 or OPT decoder of the recipe's size (no residual dropout in these families)."""
+        common = dict(
+            vocab_size=self.vocab_size,
+            hidden_size=self.n_embd,
+            num_hidden_layers=self.n_layer,
+            num_attention_heads=self.n_head,
+            max_position_embeddings=self.block_size,
+            attention_dropout=self.dropout,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=None,
+        )
+        if self.architecture == "opt":
+            return OPTConfig(
+                **common, ffn_dim=4 * self.n_embd, word_embed_proj_dim=self.n_embd, dropout=self.dropout,
+                architectures=["OPTForCausalLM"],
+            )
+        swiglu_width = 256 * math.ceil(8 * self.n_embd / 3 / 256)  # about GPT-2's MLP parameters, 256-aligned
+        kv_heads = self.n_head // 2 if self.n_head % 2 == 0 else self.n_head
+        config_class, name = (LlamaConfig, "LlamaForCausalLM") if self.architecture == "llama" else (Qwen2Config, "Qwen2ForCausalLM")
+        return config_class(  # tied like the GPT-2 teacher, so the two compare at one embedding
+            **common, intermediate_size=swiglu_width, num_key_value_heads=kv_heads, tie_word_embeddings=True,
+            architectures=[name],
         )
 
 
@@ -145,12 +189,12 @@ class QATRecipe:
             value = getattr(self, name)
             _check(owner, name, value, (int, float), None, "use a number > 0")
             if not value > 0:
-                raise ValueError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
+                raise ConfigError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
         _check(owner, "contrastive_weight", self.contrastive_weight, (int, float), 0, "use a number >= 0 (0 drops the contrastive loss)")
         rates = dict(self.method_quantizer_learning_rates)
         for method, value in rates.items():
             if not isinstance(method, str) or isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(
+                raise ConfigError(
                     f"{owner}.method_quantizer_learning_rates[{method!r}]={value!r} is not allowed: use a method name and a number > 0"
                 )
         object.__setattr__(self, "method_quantizer_learning_rates", rates)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import api
+from ..jsonio import dumps_json
 from ..tasks.language_modeling import load_lm_text
 from ..training.checkpoints import write_json_atomic
 from ..training.config import TrainingConfig
@@ -177,7 +178,7 @@ def get_teacher(
         log(f"teacher {folder.name}: removing an interrupted build")
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    (folder / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+    (folder / "recipe.json").write_text(dumps_json(recipe.to_dict(), indent=2) + "\n")
     summary = train_teacher(recipe, folder, data_dir, progress, log)
     write_json_atomic(summary_file, summary)
     return Teacher(folder, summary, cached=False)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler
+from ..errors import UsageError
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -36,11 +37,11 @@ class StepBatchSampler(Sampler[list[int]]):
         start_step: int = 0,
     ) -> None:
         if global_batch % (num_processes * accumulation):
-            raise ValueError(
+            raise UsageError(
                 f"global batch {global_batch} does not split into {accumulation} micro-steps x {num_processes} processes"
             )
         if num_examples < global_batch:
-            raise ValueError(
+            raise UsageError(
                 f"the training set has {num_examples} examples, fewer than one batch of batch_size={global_batch}"
             )
         self.num_examples = num_examples

@@ -1,9 +1,10 @@
 """The one training loop, on Accelerate: teacher fine-tuning and quantization-aware training alike.
 
-Read top to bottom, `train` does: prepare the run directory, build optimizer and schedule, resume
-from the latest checkpoint if asked, then for each optimizer step run the micro-batches (gradient
-accumulation), clip, step, hand LAQ its curvature, log, evaluate, keep the best model, checkpoint,
-and stop cleanly on SIGTERM. Tasks and objectives plug in; nothing here knows the task's batch.
+Read top to bottom, `train` does: check every setting and the run directory (nothing is written
+until all checks pass), build optimizer and schedule, resume from the latest checkpoint if asked,
+then for each optimizer step run the micro-batches (gradient accumulation), clip, step, hand LAQ its
+curvature, log, evaluate, keep the best model, checkpoint, and stop cleanly on SIGTERM or when the
+loss stops being finite. Tasks and objectives plug in; nothing here knows the task's batch.
 """
 
 from __future__ import annotations
@@ -24,19 +25,48 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from .checkpoints import BEST_DIR, CheckpointManager, quiet_saving, recover_directory, replace_directory, write_json_atomic
+from ..errors import (
+    InputFileError,
+    MissingInputError,
+    OutputPathError,
+    TrainingDivergedError,
+    UsageError,
+)
+from ..jsonio import json_ready
+from ..model_files import quiet_progress_bars
+from .checkpoints import (
+    BEST_DIR,
+    CHECKPOINTS_DIR,
+    TRAINER_STATE,
+    CheckpointManager,
+    recover_directory,
+    replace_directory,
+    write_json_atomic,
+)
 from .config import TrainingConfig
 from .data import StepBatchSampler
 from .interrupt import StopRequest, TrainingInterrupted, fault_injection
-from .metrics import MetricsLog, Progress, write_final_metrics
+from .metrics import FINAL_METRICS_FILE, METRICS_FILE, Progress, write_final_metrics
 from .models import freeze, saved_model
 from .objectives import Objective
-from .optim import build_optimizer, build_scheduler, group_learning_rates, hand_curvature_to_laq
+from .optim import (
+    build_optimizer,
+    build_scheduler,
+    group_learning_rates,
+    hand_curvature_to_laq,
+)
 from .task import Task, move_to_device
+from .trackers import LOGS_DIR, TrackedMetricsLog, tracker_accelerator_kwargs
 
 RUN_CONFIG = "run_config.json"
-# Settings that may change between a run and its resumption without changing its result.
-RESUMABLE_CHANGES = ("resume", "progress", "num_workers")
+# Settings that may change between a run and its resumption without changing its result; the
+# output directory is the folder being resumed, however it is spelled or wherever it was moved.
+RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "output_dir", "report_to")
+# Paths in a run record, compared resolved: `./runs/t` and `runs/t` are the same teacher.
+RECORDED_PATHS = (("teacher",), ("model",), ("model_config",), ("task", "data_dir"))
+# What a run directory holds (besides the temporary names starting with a dot).
+RUN_ENTRIES = (RUN_CONFIG, METRICS_FILE, CHECKPOINTS_DIR, BEST_DIR, FINAL_METRICS_FILE, LOGS_DIR)
+TRAINER_STATE_KEYS = ("step", "best_metric", "best_step", "best_metrics", "last_eval")
 
 
 class TrainingModule(nn.Module):
@@ -93,7 +123,8 @@ def make_accelerator(config: TrainingConfig | None = None) -> Accelerator:
         return Accelerator(cpu=cpu)
     ddp = DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=config.ddp_find_unused_parameters)
     return Accelerator(
-        cpu=cpu, mixed_precision=config.mixed_precision, kwargs_handlers=[ddp], step_scheduler_with_optimizer=False
+        cpu=cpu, mixed_precision=config.mixed_precision, kwargs_handlers=[ddp], step_scheduler_with_optimizer=False,
+        **tracker_accelerator_kwargs(config.report_to, config.output_dir),
     )
 
 
@@ -108,41 +139,131 @@ def _gather_across_processes(accelerator: Accelerator):
     return gather
 
 
+def _resolved(value: Any) -> Any:
+    if isinstance(value, str) and value and os.path.exists(os.path.expanduser(value)):
+        return os.path.realpath(os.path.expanduser(value))
+    return value
+
+
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    record = json.loads(json.dumps(record))
+    record = json.loads(json.dumps(json_ready(record)))
     record.pop("environment", None)  # library versions may change between a run and its resumption
     for key in RESUMABLE_CHANGES:
         record.get("training", {}).pop(key, None)
+    for *sections, key in RECORDED_PATHS:
+        holder = record
+        for section in sections:
+            holder = holder.get(section) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and key in holder:
+            holder[key] = _resolved(holder[key])
     return record
 
 
-def prepare_run_dir(run_dir: Path, run_record: dict[str, Any], resume: bool, is_main: bool) -> None:
-    """Create the run directory and record its settings; refuse to mix two different runs in one."""
-    has_run = (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").is_file()
-    if has_run and not resume:
-        raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --output-dir")
+def _differing_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(
+        f"{section}.{key}"
+        for section in set(old) | set(new)
+        for key in set(old.get(section) or {}) | set(new.get(section) or {})
+        if isinstance(old.get(section), dict) and isinstance(new.get(section), dict)
+        and old[section].get(key) != new[section].get(key)
+    ) or sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+
+
+def check_run_dir(run_dir: Path, resume: bool, run_record: dict[str, Any] | None = None) -> None:
+    """Fail with one line, before anything is written, unless `run_dir` can take this run.
+
+    A new run needs a new or empty directory (dot-files aside); `--resume` needs a directory
+    holding a quantgpt run whose recorded settings equal `run_record`'s (when given), up to the
+    spelling of paths and the settings in RESUMABLE_CHANGES.
+    """
+    run_dir = Path(run_dir)
+    existing = next((path for path in (run_dir, *run_dir.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputPathError(f"--output-dir {run_dir}: {existing} is a file, not a directory; pass a new directory")
     config_file = run_dir / RUN_CONFIG
-    if resume and config_file.is_file():
-        previous = json.loads(config_file.read_text())
-        if _comparable(previous) != _comparable(run_record):
-            old, new = _comparable(previous), _comparable(run_record)
-            differing = sorted(
-                f"{section}.{key}"
-                for section in set(old) | set(new)
-                for key in set(old.get(section) or {}) | set(new.get(section) or {})
-                if isinstance(old.get(section), dict) and isinstance(new.get(section), dict)
-                and old[section].get(key) != new[section].get(key)
-            ) or sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
-            raise ValueError(f"--resume with settings that differ from {config_file}: {', '.join(differing)}")
+    if resume:
+        if not run_dir.is_dir():
+            raise MissingInputError(
+                f"--resume: {run_dir} does not exist; pass the --output-dir of the run to continue, or drop --resume to start one"
+            )
+        if not config_file.is_file():
+            raise InputFileError(
+                f"--resume: {run_dir} holds no quantgpt run (no {RUN_CONFIG}); pass the --output-dir of the run to continue"
+            )
+        try:
+            previous = json.loads(config_file.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InputFileError(
+                f"{config_file}: not valid JSON ({error}); the run record is damaged, start a new --output-dir"
+            ) from None
+        if not isinstance(previous, dict):
+            raise InputFileError(f"{config_file}: not a run record (a JSON object); start a new --output-dir")
+        if run_record is not None and _comparable(previous) != _comparable(run_record):
+            differing = _differing_settings(_comparable(previous), _comparable(run_record))
+            raise UsageError(
+                f"--resume with settings that differ from {config_file}: {', '.join(differing)}; "
+                "resume with the same settings or start a new --output-dir"
+            )
+        return
+    if not run_dir.is_dir():
+        return
+    entries = sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))
+    if any(name in RUN_ENTRIES for name in entries):
+        raise OutputPathError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --output-dir")
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise OutputPathError(
+            f"--output-dir {run_dir} holds files that are not a quantgpt run ({shown}); pick a new or empty directory"
+        )
+
+
+def create_run_dir(run_dir: Path, run_record: dict[str, Any], is_main: bool) -> None:
+    """Create the run directory (checked by `check_run_dir`) and record its settings."""
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         recover_directory(run_dir / BEST_DIR)
-        write_json_atomic(config_file, run_record)
+        write_json_atomic(run_dir / RUN_CONFIG, run_record)
+
+
+def _position_limit(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_sequences_fit(model: nn.Module, task: Task, train_set: Any, batch_size: int) -> None:
+    """Fail with one line when the first training batch is longer than the model's positions
+    (a longer sequence would index past the position embeddings on the first step)."""
+    limit = _position_limit(model)
+    if limit is None or len(train_set) == 0:
+        return
+    inputs = task.model_inputs(task.collate([train_set[i] for i in range(min(len(train_set), batch_size))]))
+    for key, value in inputs.items():
+        if key.endswith("input_ids") and isinstance(value, Tensor) and value.shape[-1] > limit:
+            raise UsageError(
+                f"training sequences of {value.shape[-1]} tokens ({key}) are longer than the model's {limit} positions: "
+                f"pass a --block-size (or the task's length limit) of at most {limit}"
+            )
+
+
+def _checked_trainer_state(state: Any, checkpoint: Path) -> dict[str, Any]:
+    missing = [key for key in TRAINER_STATE_KEYS if key not in state]
+    if missing:
+        raise InputFileError(
+            f"{checkpoint / TRAINER_STATE}: lacks {', '.join(missing)}; the checkpoint is damaged: delete {checkpoint} "
+            "to resume from the checkpoint before it, or start a new --output-dir"
+        )
+    return state
 
 
 def _is_better(value: float, best: float | None, greater_is_better: bool) -> bool:
-    if best is None or not math.isfinite(best):
-        return math.isfinite(value) or best is None
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
     return value > best if greater_is_better else value < best
 
 
@@ -224,14 +345,19 @@ def train(
         raise ValueError("this objective distills from a teacher: pass teacher=")
     accelerator = accelerator or make_accelerator(config)
     is_main = accelerator.is_main_process
-    config.micro_batch_size(accelerator.num_processes)  # fails early with a clear message
-    train_set = task.train_dataset()  # missing data fails before the run directory is made
+    # Every check that can fail comes before the run directory is made or changed.
+    micro_batch = config.micro_batch_size(accelerator.num_processes)
+    train_set = task.train_dataset()
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"the training set has {len(train_set)} examples, fewer than one batch of batch_size={config.batch_size}")
+        raise UsageError(
+            f"the training set has {len(train_set)} examples, fewer than one batch of --batch-size {config.batch_size}: "
+            "lower --batch-size or use more training examples"
+        )
+    check_sequences_fit(student, task, train_set, micro_batch)
     total_steps = config.max_steps if config.max_steps is not None else config.num_epochs * steps_per_epoch
-    prepare_run_dir(run_dir, {**(run_record or {}), "training": config.to_dict()}, config.resume, is_main)
-    accelerator.wait_for_everyone()
+    record = {**(run_record or {}), "training": config.to_dict()}
+    check_run_dir(run_dir, config.resume, record)
 
     if teacher is not None:
         freeze(teacher).to(accelerator.device)
@@ -239,23 +365,39 @@ def train(
     optimizer = build_optimizer(student, objective, config)
     scheduler = build_scheduler(optimizer, config, total_steps)
     module, optimizer = accelerator.prepare(module, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
     objective.gather = _gather_across_processes(accelerator)
     raw_optimizer = optimizer.optimizer
 
-    checkpoints = CheckpointManager(run_dir, config.keep_checkpoints, accelerator)
-    metrics = MetricsLog(run_dir, is_main)
+    checkpoints = CheckpointManager(
+        run_dir, config.keep_checkpoints, accelerator, module=module, optimizer=optimizer, scheduler=scheduler
+    )
     # The training RNG (dropout, sampled negatives) differs per process, as it should in data parallelism.
     set_seed(config.seed, device_specific=True)
     state: dict[str, Any] = {"step": 0, "best_metric": None, "best_step": None, "best_metrics": None, "last_eval": None}
     latest = checkpoints.latest() if config.resume else None
-    if latest is not None:
-        state = checkpoints.load(latest)
+    if latest is not None:  # a damaged checkpoint fails here, before anything on disk changes
+        state = _checked_trainer_state(checkpoints.load(latest), latest)
         hand_curvature_to_laq(student, raw_optimizer)  # LAQ's D lives in the optimizer state, not the model
+    metrics = TrackedMetricsLog(run_dir, is_main, accelerator, record)
+    if config.resume:
         metrics.truncate_after(state["step"])
+    accelerator.wait_for_everyone()
+    create_run_dir(run_dir, record, is_main)
+    accelerator.wait_for_everyone()
+    if latest is not None:
         metrics.write({"kind": "event", "step": state["step"], "event": "resumed", "checkpoint": latest.name})
-    elif config.resume:
-        metrics.truncate_after(0)
+
+    def diverged(step: int, what: str, values: dict[str, Any]) -> TrainingDivergedError:
+        metrics.write({"kind": "event", "step": step, "event": "diverged", **values})
+        last_checkpoint = checkpoints.latest()
+        kept = [f"{CHECKPOINTS_DIR}/{last_checkpoint.name}"] if last_checkpoint is not None else []
+        if state["best_step"] is not None:
+            kept.append(f"{BEST_DIR}/ (step {state['best_step']})")
+        return TrainingDivergedError(
+            f"training diverged at step {step}: {what}; kept {' and '.join(kept) or 'nothing'} in {run_dir}; "
+            f"start a new --output-dir with a lower learning rate (--lr {config.learning_rate:g}, "
+            f"--quantizer-lr {config.quantizer_learning_rate:g})"
+        )
 
     def evaluate_and_keep_best(step: int) -> None:
         # Evaluation must not draw from the training RNG, or eval_every would change the run.
@@ -263,15 +405,17 @@ def train(
         with torch.random.fork_rng(devices=rng_devices):
             result = task.evaluate(accelerator.unwrap_model(module).student, config.eval_split, accelerator)
         metrics.write({"kind": "eval", "step": step, "split": config.eval_split, **result})
-        state["last_eval"] = {"step": step, **result}
         value = float(result[task.primary_metric])
+        if not math.isfinite(value):
+            raise diverged(step, f"the {config.eval_split} {task.primary_metric} is {value}", {task.primary_metric: value})
+        state["last_eval"] = {"step": step, **result}
         if _is_better(value, state["best_metric"], task.greater_is_better):
             state.update(best_metric=value, best_step=step, best_metrics=dict(result))
             if is_main:
                 tmp = run_dir / f".tmp-{BEST_DIR}"
                 if tmp.exists():
                     shutil.rmtree(tmp)
-                with quiet_saving():
+                with quiet_progress_bars():
                     accelerator.unwrap_model(module).student.save_pretrained(tmp)
                 if tokenizer is not None:
                     tokenizer.save_pretrained(tmp)
@@ -279,6 +423,8 @@ def train(
             accelerator.wait_for_everyone()
 
     def save_checkpoint(step: int) -> Path:
+        if not all(bool(torch.isfinite(parameter).all()) for parameter in module.parameters()):
+            raise diverged(step, "the weights are no longer finite", {})
         metrics.sync()
         return checkpoints.save(step, {**state, "step": step, "total_steps": total_steps})
 
@@ -318,8 +464,13 @@ def train(
                     max_grad_norm=config.max_grad_norm,
                     accumulation=config.gradient_accumulation_steps,
                 )
-                state["step"] = step
                 values = result.losses
+                if not math.isfinite(values["loss"]):
+                    raise diverged(step, f"the training loss is {values['loss']}", {"loss": values["loss"]})
+                # A non-finite gradient makes a non-finite update, except under fp16 loss scaling, which skips that step.
+                if result.grad_norm is not None and not math.isfinite(result.grad_norm) and accelerator.scaler is None:
+                    raise diverged(step, f"the gradient norm is {result.grad_norm}", {"grad_norm": result.grad_norm})
+                state["step"] = step
                 postfix = {"loss": values["loss"]}
                 if task.task_loss_is_nll and "task_loss" in values:
                     postfix["ppl"] = math.exp(min(values["task_loss"], 50.0))
@@ -368,5 +519,6 @@ def train(
     }
     if is_main:
         write_final_metrics(run_dir, report)
+    metrics.close()
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, total_steps, final, state["best_metrics"], state["best_step"], test_result)

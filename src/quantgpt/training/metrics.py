@@ -2,14 +2,14 @@
 
 `metrics.jsonl` holds one JSON object a line: `{"kind": "train", "step", "epoch", "loss", ...}`
 every `log_every` steps, `{"kind": "eval", "step", "split", <metrics>}` after each evaluation and
-`{"kind": "event", "step", "event": ...}` for resumes and interruptions. Only the main process
-writes; each line is flushed at once so that a killed run keeps everything it logged.
+`{"kind": "event", "step", "event": ...}` for resumes, interruptions and divergence. A non-finite
+value is written as null (see `quantgpt.jsonio`). Only the main process writes; each line is
+flushed at once so that a killed run keeps everything it logged.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -17,18 +17,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..errors import InputFileError
+from ..jsonio import dumps_json
 from .checkpoints import write_json_atomic
 
 METRICS_FILE = "metrics.jsonl"
 FINAL_METRICS_FILE = "final_metrics.json"
-
-
-def _json_ready(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no inf/nan; keep them readable
-    return value
 
 
 class MetricsLog:
@@ -41,7 +35,7 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        line = json.dumps({key: _json_ready(value) for key, value in record.items()})
+        line = dumps_json(record)
         with open(self.path, "a") as handle:
             handle.write(line + "\n")
             handle.flush()
@@ -50,7 +44,19 @@ class MetricsLog:
         """Drop records of steps after `step`: a resumed run replays them (and logs them again)."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        lines = [line for line in self.path.read_text().splitlines() if line]
+        kept = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):  # cut short by a kill while it was written
+                    break
+                raise InputFileError(
+                    f"{self.path}: line {number} is not JSON; repair or delete that line, or start a new --output-dir"
+                ) from None
+            if isinstance(record, dict) and (record.get("step") or 0) <= step:
+                kept.append(line)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)

@@ -1,7 +1,8 @@
 """Getting the models a run needs: pretrained (local dir or hub name), fresh from a config, or saved.
 
-Every failure a user can cause (a missing directory, a quantized teacher, a hub name offline)
-raises ValueError / FileNotFoundError with one line, which the command line prints as is.
+Every failure a user can cause (a missing directory, a damaged config.json or weight file, a
+quantized teacher, a hub name offline) raises a QuantgptError with one line, which the command line
+prints as is. Local model files are checked by `quantgpt.model_files` before anything loads them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from transformers import AutoConfig, BartConfig, GPT2Config, PretrainedConfig
+from transformers import AutoConfig, BartConfig, GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
 
 from ..config import QuantConfig
 from ..convert import quantize_model
+from ..errors import InputFileError, MissingInputError, UsageError
+from ..model_files import CONFIG_FILE, check_model_dir, quiet_progress_bars, read_model_config
 from ..serialization import load_quantized
 from ..size import KNOWN_CONFIGS
 
@@ -31,6 +34,35 @@ TINY_CONFIGS = {
         decoder_ffn_dim=64,
         architectures=["BartForConditionalGeneration"],
     ),
+    # Widths are multiples of 256 so that every matrix also fits GGUF's 256-wide ternary blocks.
+    "tiny-llama": lambda: LlamaConfig(
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        architectures=["LlamaForCausalLM"],
+    ),
+    "tiny-qwen2": lambda: Qwen2Config(
+        hidden_size=256,
+        intermediate_size=768,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,  # as the small Qwen2 releases
+        architectures=["Qwen2ForCausalLM"],
+    ),
+    "tiny-opt": lambda: OPTConfig(
+        hidden_size=256,
+        word_embed_proj_dim=256,
+        ffn_dim=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=1024,
+        architectures=["OPTForCausalLM"],
+    ),
 }
 
 
@@ -46,20 +78,19 @@ def _instantiate(model_class: Any, config: PretrainedConfig) -> nn.Module:
 
 
 def model_config_from(name_or_path: str, vocab_size: int | None = None) -> PretrainedConfig:
-    """A named config ("tiny", "tiny-bart", "gpt2", "bart-base"), a config.json or a directory holding one.
+    """A named config ("tiny", "tiny-bart", "tiny-llama", "tiny-qwen2", "tiny-opt", "gpt2", "bart-base"),
+    a config.json or a directory holding one.
     `vocab_size` (the tokenizer's) replaces the config's."""
     known = {**KNOWN_CONFIGS, **TINY_CONFIGS}
     if name_or_path in known:
         config = known[name_or_path]()
     else:
         path = Path(name_or_path).expanduser()
-        if path.is_file():
-            path = path.parent
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"--model-config {name_or_path}: not a known name ({', '.join(known)}) nor a config.json or a directory holding one"
+        if not path.is_file() and not (path / CONFIG_FILE).is_file():
+            raise MissingInputError(
+                f"--model-config {name_or_path}: not a known name ({', '.join(known)}) nor a JSON config file or a directory holding config.json"
             )
-        config = AutoConfig.from_pretrained(path)
+        config = read_model_config(path)
     if vocab_size is not None:
         config.vocab_size = vocab_size
     return config
@@ -75,22 +106,19 @@ def check_model_source(name_or_path: str | Path, role: str = "--model") -> None:
     full-precision `save_pretrained` model."""
     if not _is_local(name_or_path):
         return
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"{role} {name_or_path}: no such directory")
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{role} {name_or_path}: no config.json; pass a directory written by save_pretrained")
-    if getattr(AutoConfig.from_pretrained(path), "quantization_config", None):
-        raise ValueError(f"{role} {name_or_path}: this model is quantized; pass the full-precision model")
+    config = check_model_dir(name_or_path, role)
+    if getattr(config, "quantization_config", None):
+        raise InputFileError(f"{role} {name_or_path}: this model is quantized; pass the full-precision model")
 
 
 def pretrained_model(model_class: Any, name_or_path: str | Path, role: str = "--model") -> nn.Module:
     """A full-precision model from a local `save_pretrained` directory or a hub name."""
     check_model_source(name_or_path, role)
     try:
-        return model_class.from_pretrained(str(name_or_path))
+        with quiet_progress_bars():
+            return model_class.from_pretrained(str(name_or_path), use_safetensors=True)  # never a pickle
     except OSError as error:
-        raise ValueError(f"{role} {name_or_path}: could not load it ({str(error).splitlines()[0]})") from None
+        raise InputFileError(f"{role} {name_or_path}: could not load it ({str(error).splitlines()[0]})") from None
 
 
 def is_quantized_dir(directory: str | Path) -> bool:
@@ -101,13 +129,11 @@ def is_quantized_dir(directory: str | Path) -> bool:
 def saved_model(model_class: Any, directory: str | Path) -> nn.Module:
     """A model saved by a run: `load_quantized` for a quantized one, `from_pretrained` otherwise."""
     path = Path(directory).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"{directory}: no such model directory")
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{directory}: no config.json; pass a directory written by save_pretrained (e.g. RUN/best)")
-    if is_quantized_dir(path):
+    config = check_model_dir(path, "model")
+    if getattr(config, "quantization_config", None):
         return load_quantized(path)
-    return model_class.from_pretrained(str(path))
+    with quiet_progress_bars():
+        return model_class.from_pretrained(str(path), use_safetensors=True)  # never a pickle
 
 
 def quantized_copy(teacher: nn.Module, config: QuantConfig) -> nn.Module:
@@ -130,7 +156,7 @@ def tokenizer_source(explicit: str | None, model_dir: str | Path | None) -> str:
     if explicit:
         return str(explicit)
     if model_dir is None:
-        raise ValueError("no tokenizer: pass --tokenizer (e.g. ../shared/data/gpt2-tokenizer) with --model-config")
+        raise UsageError("no tokenizer: pass --tokenizer (e.g. ../shared/data/gpt2-tokenizer) with --model-config")
     return str(model_dir)
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..distill import ContrastiveConfig, TokenContrastiveDistiller, hidden_state_mse, soft_cross_entropy
 from .task import Task
+from ..config import ConfigError
 
 OBJECTIVE_KINDS = ("finetune", "distill")
 
@@ -43,15 +44,15 @@ class ObjectiveConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVE_KINDS:
-            raise ValueError(f"ObjectiveConfig.kind={self.kind!r}: allowed are {', '.join(OBJECTIVE_KINDS)}")
+            raise ConfigError(f"ObjectiveConfig.kind={self.kind!r}: allowed are {', '.join(OBJECTIVE_KINDS)}")
         if self.kind == "finetune" and (self.contrastive is not None or self.hidden_distill):
-            raise ValueError("ObjectiveConfig.kind='finetune' has no teacher: contrastive and hidden_distill need kind='distill'")
+            raise ConfigError("ObjectiveConfig.kind='finetune' has no teacher: contrastive and hidden_distill need kind='distill'")
         if self.contrastive is not None and not isinstance(self.contrastive, ContrastiveConfig):
-            raise ValueError(f"ObjectiveConfig.contrastive={self.contrastive!r}: allowed is a ContrastiveConfig or None")
+            raise ConfigError(f"ObjectiveConfig.contrastive={self.contrastive!r}: allowed is a ContrastiveConfig or None")
         if not isinstance(self.hidden_weight, (int, float)) or self.hidden_weight < 0:
-            raise ValueError(f"ObjectiveConfig.hidden_weight={self.hidden_weight!r}: allowed is a number >= 0")
+            raise ConfigError(f"ObjectiveConfig.hidden_weight={self.hidden_weight!r}: allowed is a number >= 0")
         if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
-            raise ValueError(f"ObjectiveConfig.temperature={self.temperature!r}: allowed is a number > 0")
+            raise ConfigError(f"ObjectiveConfig.temperature={self.temperature!r}: allowed is a number > 0")
 
     @classmethod
     def for_method(

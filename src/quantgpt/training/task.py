@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
+from ..config import ConfigError
 
 # Task name -> "module:Class". Other tasks add a line here.
 TASKS: dict[str, str] = {
@@ -165,7 +166,7 @@ class Task(ABC):
 def task_class(name: str) -> type[Task]:
     """The registered Task class called `name`."""
     if name not in TASKS:
-        raise ValueError(f"task={name!r} is unknown: allowed are {', '.join(TASKS)}")
+        raise ConfigError(f"task={name!r} is unknown: allowed are {', '.join(TASKS)}")
     module_name, _, class_name = TASKS[name].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -1,0 +1,416 @@
+"""Write a quantized decoder-only model as a GGUF file that llama.cpp runs, with our codes exactly.
+
+The weights are the packed export's: the same integer codes and the same fp16 scales
+(`packed_entries`), laid out in llama.cpp's block types, each block holding one fp16 scale `d`:
+
+    bits   GGML type                 block  block bytes  a block dequantizes to
+    2      TQ2_0 (default, fastest)  256    66           (trit - 1) * d, trit = code + 1
+    2      TQ1_0 (smallest)          256    54           the same, five trits a byte
+    3-4    Q4_0                      32     18           (nibble - 8) * d, nibble = code + 8
+    5-8    Q8_0                      32     34           int8 * d, int8 = code
+
+with d = alpha / k, the stored scale. A per-matrix scale becomes every block's `d`, the word
+embedding's per-row scale the `d` of each of its row's blocks. The tied LM head is not written:
+llama.cpp then multiplies by the token embedding. The position embedding is F16, or blocks of the
+same table at `position_bits`; LayerNorm weights and biases are F32, as llama.cpp's converter keeps
+one-dimensional tensors. Every quantized tensor is dequantized with `gguf.quants.dequantize` before
+it is written and must equal codes x fp16 scales to the bit.
+
+Names and metadata follow llama.cpp's own converter (`convert_hf_to_gguf.py`): tensor names from
+`gguf.get_tensor_name_map`, the architecture's hyperparameters as its model class writes them, the
+byte-level BPE vocabulary as `get_vocab_base` and `gguf.SpecialVocab` write it. The file itself is
+written by `gguf.GGUFWriter`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputFileError, OutputPathError, UsageError
+from ..serialization import load_quantized
+from .exporter import fp32_parameter_bytes, packed_entries, resolve_quantized_dir
+from .output_path import check_output_path, staged_output
+from .packed_format import DenseTensor, PackedTensor
+
+GGUF_MAGIC = b"GGUF"
+TERNARY_TYPES = ("tq2_0", "tq1_0")
+DEFAULT_TERNARY_TYPE = "tq2_0"
+
+
+class MissingGGUFError(UsageError, ModuleNotFoundError):
+    """The `gguf` package (the `quantgpt[gguf]` extra) is not installed."""
+
+
+def _gguf():
+    try:
+        import gguf
+    except ModuleNotFoundError:
+        raise MissingGGUFError(
+            "--format gguf needs the gguf package: pip install 'quantgpt[gguf]' (or pip install gguf)"
+        ) from None
+    return gguf
+
+
+# ------------------------------------------------------------------------------ architectures
+
+
+def _gpt2_hyperparameters(config: Any) -> dict[str, Any]:
+    """What llama.cpp's converter writes for GPT2LMHeadModel (its GPT2Model.set_gguf_parameters)."""
+    return {
+        "block_count": config.n_layer,
+        "context_length": config.n_positions,
+        "embedding_length": config.n_embd,
+        "feed_forward_length": config.n_inner or 4 * config.n_embd,
+        "head_count": config.n_head,
+        "layer_norm_eps": config.layer_norm_epsilon,
+    }
+
+
+def _check_gpt2(config: Any) -> None:
+    """llama.cpp's GPT-2 graph is the standard one: tanh GeLU, attention scaled by 1/sqrt(head dim)."""
+    if config.activation_function not in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        raise UsageError(
+            f"activation_function={config.activation_function!r}: llama.cpp's GPT-2 uses the tanh GeLU "
+            "(gelu_new); this model would run differently there"
+        )
+    if not config.scale_attn_weights or config.scale_attn_by_inverse_layer_idx:
+        raise UsageError("this GPT-2 scales attention differently from llama.cpp's (1/sqrt(head dim) in every layer)")
+
+
+@dataclass(frozen=True)
+class GGUFArchitecture:
+    """How one Transformers model type becomes a llama.cpp model.
+
+    `arch` names the GGUF architecture (its tensor names come from `gguf.get_tensor_name_map`),
+    `hyperparameters` gives the `GGUFWriter.add_<key>` values from the model's config (what
+    llama.cpp's converter writes for that class), `check` refuses a config llama.cpp would run
+    differently.
+    """
+
+    arch: str  # a gguf.MODEL_ARCH member name
+    model_classes: tuple[str, ...]
+    hyperparameters: Callable[[Any], dict[str, Any]]
+    check: Callable[[Any], None] | None = None
+
+
+# Keyed by `config.model_type`; one row per decoder-only architecture quantgpt quantizes. Where
+# llama.cpp's converter reorders a tensor's rows (Llama's q/k heads for its rotary layout), the
+# codes and per-row scales must be reordered the same way before encoding.
+GGUF_ARCHITECTURES: dict[str, GGUFArchitecture] = {
+    "gpt2": GGUFArchitecture("GPT2", ("GPT2LMHeadModel",), _gpt2_hyperparameters, _check_gpt2),
+}
+
+
+def gguf_architecture_of(model: nn.Module) -> GGUFArchitecture:
+    """The table row for `model`, or an error naming the classes that can be written as GGUF."""
+    model_type = getattr(model.config, "model_type", None)
+    row = GGUF_ARCHITECTURES.get(model_type)
+    if row is None or type(model).__name__ not in row.model_classes:
+        supported = ", ".join(name for r in GGUF_ARCHITECTURES.values() for name in r.model_classes)
+        raise UsageError(
+            f"{type(model).__name__} (model_type={model_type!r}) cannot be written as GGUF: supported are "
+            f"{supported}; export it in the packed format instead"
+        )
+    return row
+
+
+# ------------------------------------------------------------------------------ block encoding
+
+
+def ggml_type_for(bits: int, ternary_type: str = DEFAULT_TERNARY_TYPE):
+    """The GGML type that holds `bits`-bit codes and one scale a block exactly."""
+    gguf = _gguf()
+    if bits == 2:
+        return gguf.GGMLQuantizationType[ternary_type.upper()]
+    return gguf.GGMLQuantizationType.Q4_0 if bits <= 4 else gguf.GGMLQuantizationType.Q8_0
+
+
+def _exact_types(bits: int) -> list:
+    """Every GGML block type that holds `bits`-bit codes exactly with one scale a block."""
+    gguf = _gguf()
+    types = [gguf.GGMLQuantizationType.TQ2_0, gguf.GGMLQuantizationType.TQ1_0] if bits == 2 else []
+    if bits <= 4:
+        types.append(gguf.GGMLQuantizationType.Q4_0)
+    return types + [gguf.GGMLQuantizationType.Q8_0]
+
+
+def _check_width(label: str, width: int, bits: int, qtype) -> None:
+    gguf = _gguf()
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    if width % block == 0:
+        return
+    fitting = [t.name for t in _exact_types(bits) if width % gguf.GGML_QUANT_SIZES[t][0] == 0]
+    raise UsageError(
+        f"{label}: input width {width} is not a multiple of {block}, the block of {qtype.name}; GGUF types that "
+        f"hold its {bits}-bit codes at this width: {', '.join(fitting) if fitting else 'none'} (use the packed format)"
+    )
+
+
+def encode_blocks(codes: np.ndarray, scales: np.ndarray, qtype) -> np.ndarray:
+    """The GGML blocks of integer `codes` (rows, width) with one fp16 scale per row (`scales`, (rows,)).
+
+    Returns uint8 (rows, width / block x block bytes), what `GGUFWriter.add_tensor(raw_dtype=qtype)`
+    takes. Ternary blocks are packed by `gguf.quants.quantize` from the codes themselves (whose
+    blocks then have d = 1 or 0), and d is set to the scale; Q4_0 and Q8_0 are built here, because
+    gguf's quantizers pick their own d (max / -8, max / 127) and so their own codes.
+    """
+    gguf = _gguf()
+    block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+    rows, width = codes.shape
+    per_row = width // block
+    d = np.repeat(scales.astype(np.float16), per_row).reshape(-1, 1).view(np.uint8)  # (blocks, 2)
+    flat = codes.reshape(-1, block)
+    if qtype in (gguf.GGMLQuantizationType.TQ1_0, gguf.GGMLQuantizationType.TQ2_0):
+        blocks = gguf.quants.quantize(flat.astype(np.float32), qtype).reshape(-1, block_bytes)
+        blocks[:, -2:] = d  # TQ1_0 and TQ2_0 end with d
+    elif qtype == gguf.GGMLQuantizationType.Q4_0:
+        nibbles = (flat.astype(np.int16) + 8).astype(np.uint8)
+        # Byte j holds element j in its low nibble and element j + 16 in its high nibble.
+        blocks = np.concatenate([d, nibbles[:, : block // 2] | (nibbles[:, block // 2 :] << 4)], axis=1)
+    elif qtype == gguf.GGMLQuantizationType.Q8_0:
+        blocks = np.concatenate([d, flat.astype(np.int8).view(np.uint8)], axis=1)
+    else:
+        raise ValueError(f"{qtype.name} is not one of the exact types TQ2_0, TQ1_0, Q4_0, Q8_0")
+    return np.ascontiguousarray(blocks).reshape(rows, per_row * block_bytes)
+
+
+def _row_scales(entry: PackedTensor, label: str) -> np.ndarray:
+    """One fp16 scale per row: the matrix's scale repeated, or the per-row scales."""
+    if entry.scale_neg is not None and not torch.equal(entry.scale_neg.half(), entry.scale.half()):
+        raise UsageError(
+            f"{label}: its codes need two scales (PACT's two-sided clip: one for negative codes, one for "
+            "positive) and a GGUF block has one, so it cannot be written exactly; use the packed format"
+        )
+    scale = entry.scale.detach().to(torch.float16)
+    if not bool(torch.isfinite(scale).all()):
+        raise UsageError(f"{label}: a scale overflows float16")
+    rows = entry.shape[0]
+    return (scale.expand(rows) if scale.ndim == 0 else scale.reshape(rows)).numpy()
+
+
+def _quantized_tensor(entry: PackedTensor, label: str, qtype) -> np.ndarray:
+    gguf = _gguf()
+    if len(entry.shape) != 2:
+        raise ValueError(f"{label}: a quantized tensor of shape {entry.shape} is not a matrix")
+    _check_width(label, entry.shape[1], entry.bits, qtype)
+    codes = entry.codes().numpy()
+    scales = _row_scales(entry, label)
+    blocks = encode_blocks(codes, scales, qtype)
+    expected = codes.astype(np.float32) * scales.astype(np.float32)[:, None]
+    if not np.array_equal(gguf.quants.dequantize(blocks, qtype), expected):
+        raise RuntimeError(f"{label}: the {qtype.name} blocks do not dequantize to codes x scales (a bug in quantgpt)")
+    return blocks
+
+
+# ------------------------------------------------------------------------------ tokenizer
+
+
+def _pre_tokenizer(tokenizer: Any) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenization (`tokenizer.ggml.pre`).
+
+    llama.cpp's converter recognizes a pre-tokenizer by hashing the ids of a probe text, which only
+    works for published vocabularies; a vocabulary trained here is recognized by its configuration.
+    """
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model, pre, normalizer = spec.get("model") or {}, spec.get("pre_tokenizer") or {}, spec.get("normalizer")
+    if (
+        model.get("type") == "BPE"
+        and normalizer is None
+        and pre.get("type") == "ByteLevel"
+        and pre.get("use_regex", True)
+        and not pre.get("add_prefix_space", False)
+    ):
+        return "gpt-2"
+    raise UsageError(
+        f"tokenizer: {model.get('type')} with pre-tokenizer {pre.get('type')} and normalizer "
+        f"{(normalizer or {}).get('type')} has no llama.cpp equivalent known to quantgpt (GPT-2's byte-level BPE has)"
+    )
+
+
+def _vocabulary(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
+    """Tokens and token types by id, as llama.cpp's converter (`get_vocab_base`) makes them."""
+    gguf = _gguf()
+    vocab = tokenizer.get_vocab()
+    if max(vocab.values()) >= vocab_size:
+        raise UsageError(f"tokenizer has id {max(vocab.values())}, beyond the model's vocabulary of {vocab_size}")
+    reverse = {token_id: token for token, token_id in vocab.items()}
+    added = tokenizer.get_added_vocab()
+    tokens, types = [], []
+    for token_id in range(vocab_size):
+        if token_id not in reverse:
+            tokens.append(f"[PAD{token_id}]")
+            types.append(gguf.TokenType.USER_DEFINED)
+        elif reverse[token_id] in added:
+            tokens.append(tokenizer.decode(tokenizer.encode(reverse[token_id])))
+            special = tokenizer.added_tokens_decoder[token_id].special
+            types.append(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(reverse[token_id])
+            types.append(gguf.TokenType.NORMAL)
+    return tokens, types
+
+
+def _add_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
+    gguf = _gguf()
+    tokens, types = _vocabulary(tokenizer, vocab_size)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(_pre_tokenizer(tokenizer))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    # SpecialVocab reads merges and special tokens from saved files, as in the converter.
+    with tempfile.TemporaryDirectory(prefix="quantgpt-gguf-tokenizer-") as saved:
+        tokenizer.save_pretrained(saved)
+        special = gguf.SpecialVocab(saved, load_merges=True, n_vocab=vocab_size)
+    if not special.merges:
+        raise UsageError("tokenizer: no BPE merges found; llama.cpp needs them to tokenize")
+    special.add_special_token.setdefault("bos", False)  # GPT-2 prepends nothing; llama.cpp must not either
+    special.add_to_gguf(writer, quiet=True)
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+@dataclass(frozen=True)
+class GGUFExportResult:
+    """Where the GGUF file went, its size against the model's parameters in fp32, each tensor's type."""
+
+    path: Path
+    file_bytes: int
+    fp32_bytes: int  # 4 bytes per parameter, tied parameters once, quantizer scales not counted
+    tensor_types: dict[str, str]  # GGUF tensor name -> GGML type name
+
+    @property
+    def ratio(self) -> float:
+        return self.fp32_bytes / self.file_bytes
+
+
+def is_gguf_file(path: str | Path) -> bool:
+    """True when `path` is a file that starts with the GGUF magic."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(4) == GGUF_MAGIC
+
+
+def _load_tokenizer(directory: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory))
+    except (OSError, ValueError) as error:
+        raise InputFileError(
+            f"{directory}: no tokenizer to write into the GGUF file ({str(error).splitlines()[0]}); "
+            "save it beside the model or pass tokenizer="
+        ) from None
+
+
+def export_gguf(
+    model_or_dir: nn.Module | str | Path,
+    out_path: str | Path,
+    *,
+    ternary_type: str = DEFAULT_TERNARY_TYPE,
+    position_bits: int | None = None,
+    tokenizer: Any = None,
+    overwrite: bool = False,
+    name: str | None = None,
+) -> GGUFExportResult:
+    """Write a quantized decoder-only model as one GGUF file for llama.cpp.
+
+    `model_or_dir` is a model prepared by `quantize_model`, or a directory (a `save_pretrained`
+    quantized model, or a training run whose `best/` is one), whose tokenizer is written too; with
+    a model, pass `tokenizer=`. `ternary_type` is "tq2_0" (fastest) or "tq1_0" (smallest) for 2-bit
+    codes. `position_bits` stores the position embedding row-wise round-to-nearest at that many
+    bits in the same block types (8: Q8_0) instead of F16. A width that no exact block type fits,
+    or codes that need two scales (PACT), raise `UsageError` naming the tensor.
+    """
+    gguf = _gguf()
+    if ternary_type not in TERNARY_TYPES:
+        raise UsageError(f"ternary_type={ternary_type!r} is not allowed: use one of {', '.join(TERNARY_TYPES)}")
+    out_path = Path(out_path).expanduser()
+    if out_path.is_dir():
+        raise OutputPathError(f"{out_path} is a directory: name the .gguf file to write")
+    inputs = [] if isinstance(model_or_dir, nn.Module) else [model_or_dir]
+    out_path = check_output_path(out_path, kind="GGUF file", is_same_kind=is_gguf_file, overwrite=overwrite, inputs=inputs)
+    if isinstance(model_or_dir, nn.Module):
+        model = model_or_dir
+    else:
+        source = resolve_quantized_dir(model_or_dir)
+        model = load_quantized(source)
+        tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(source)
+        name = name or Path(model_or_dir).expanduser().resolve().name
+    if tokenizer is None:
+        raise UsageError("export_gguf needs the tokenizer: llama.cpp reads it from the GGUF file; pass tokenizer=")
+    architecture = gguf_architecture_of(model)
+    if architecture.check is not None:
+        architecture.check(model.config)
+    entries, _, _ = packed_entries(model, position_bits, dense_dtype=torch.float32)
+    config = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[architecture.arch], config.num_hidden_layers)
+    quant_config = model.quantization_config
+
+    tensors: list[tuple[str, np.ndarray, Any]] = []
+    for entry in entries:
+        gguf_name = names.get_name(entry.name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise ValueError(f"{entry.name}: no GGUF tensor name for it in {architecture.arch} (a bug in quantgpt)")
+        label = f"{gguf_name} ({entry.name})"
+        if isinstance(entry, PackedTensor):
+            qtype = ggml_type_for(entry.bits, ternary_type)
+            tensors.append((gguf_name, _quantized_tensor(entry, label, qtype), qtype))
+            continue
+        assert isinstance(entry, DenseTensor)
+        if entry.tensor.ndim == 1:  # LayerNorm weights and biases: F32, as llama.cpp's converter keeps them
+            tensors.append((gguf_name, entry.tensor.float().numpy(), gguf.GGMLQuantizationType.F32))
+            continue
+        half = entry.tensor.to(torch.float16)
+        if not bool(torch.isfinite(half).all()):
+            raise UsageError(f"{label}: a value overflows float16")
+        tensors.append((gguf_name, half.numpy(), gguf.GGMLQuantizationType.F16))
+
+    file_type = gguf.LlamaFileType[f"MOSTLY_{ggml_type_for(quant_config.bits.weight, ternary_type).name}"]
+
+    def write(path: Path) -> None:
+        writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[architecture.arch]])
+        writer.add_name(name or type(model).__name__)
+        writer.add_quantized_by("quantgpt")
+        writer.add_string("quantgpt.quantization_config", json.dumps(quant_config.to_dict(), sort_keys=True))
+        for key, value in architecture.hyperparameters(config).items():
+            getattr(writer, f"add_{key}")(value)
+        writer.add_file_type(file_type)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        _add_tokenizer(writer, tokenizer, config.vocab_size)
+        for gguf_name, data, qtype in tensors:
+            writer.add_tensor(gguf_name, data, raw_dtype=qtype if data.dtype == np.uint8 else None)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    with staged_output(out_path, directory=False) as staging:
+        write(staging)
+    return GGUFExportResult(
+        out_path, out_path.stat().st_size, fp32_parameter_bytes(model), {n: q.name for n, _, q in tensors}
+    )
+
+
+__all__ = [
+    "GGUF_ARCHITECTURES",
+    "GGUFArchitecture",
+    "GGUFExportResult",
+    "MissingGGUFError",
+    "TERNARY_TYPES",
+    "encode_blocks",
+    "export_gguf",
+    "ggml_type_for",
+    "is_gguf_file",
+]

@@ -1,0 +1,132 @@
+"""Where an export writes: never over something it may not replace, never half-written.
+
+`check_output_path` refuses an output path that exists, unless `overwrite` is set and the path
+already holds an output of the same kind (each format says how it recognises its own output: the
+packed format by its index file, a GGUF file by its magic). A run directory, a `save_pretrained`
+directory, any other file, the input itself, anything inside the input and anything holding it are
+never replaced. `staged_output` gives a temporary sibling of the output to write into and renames
+it into place once it is complete, so a crash or a full disk leaves the old output or the new one
+at the final path, never a part of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from ..durable import fsync_dir
+from ..errors import OutputExistsError, OutputPathError
+
+
+def describe(path: Path) -> str:
+    """What an existing path is, in the words of an error message."""
+    if path.is_symlink():
+        return "symbolic link"
+    if not path.is_dir():
+        return "file"
+    if (path / "run_config.json").exists() or (path / "checkpoints").is_dir() or (path / "best").is_dir():
+        return "training run directory"
+    if (path / "config.json").exists():
+        return "save_pretrained model directory"
+    return "directory"
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def check_output_path(
+    out: str | os.PathLike,
+    *,
+    kind: str,
+    is_same_kind: Callable[[Path], bool],
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Path:
+    """The output path `out`, after refusing what writing there would destroy.
+
+    `kind` names the output in messages ("packed model", "GGUF file"); `is_same_kind(path)` says
+    whether an existing path holds such an output, the only thing `overwrite=True` may replace.
+    `inputs` are the paths the export reads: `out` may not be one of them, inside one, or hold one.
+    An empty directory counts as free.
+    """
+    out = Path(out).expanduser()
+    target = out.resolve()
+    for source in inputs:
+        source = Path(source).expanduser().resolve()
+        if target == source or source in target.parents:
+            raise OutputPathError(f"{out} is the input {source} or inside it: write the {kind} somewhere else")
+        if target in source.parents:
+            raise OutputPathError(f"{out} holds the input {source}: write the {kind} somewhere else")
+    if out.is_symlink():
+        raise OutputPathError(f"{out} is a symbolic link: give the path itself")
+    if not out.exists() or _is_empty_dir(out):
+        for parent in out.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputPathError(f"{out}: {parent} is a file, not a directory")
+                break
+        return out
+    same_kind = is_same_kind(out)
+    if not overwrite:
+        if same_kind:
+            raise OutputExistsError(f"{out} already holds a {kind}; pass --overwrite to replace it")
+        raise OutputExistsError(f"{out} already exists (a {describe(out)}); choose another output path")
+    if not same_kind:
+        raise OutputExistsError(
+            f"{out} is a {describe(out)}, not a {kind}: --overwrite only replaces a {kind}; choose another output path"
+        )
+    return out
+
+
+def _replace_directory(staging: Path, out: Path) -> None:
+    """Put the complete directory `staging` at `out`, moving a previous `out` aside until it is there."""
+    if not out.exists() or _is_empty_dir(out):
+        os.replace(staging, out)  # rename(2) replaces an empty directory in one step
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rename(out, aside / out.name)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        os.rename(aside / out.name, out)
+        raise
+    finally:
+        if not (aside / out.name).exists() or out.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike, *, directory: bool) -> Iterator[Path]:
+    """A temporary sibling of `out` (a new directory, or a file path when `directory=False`) to write
+    the whole output into; when the block ends without an error it replaces `out` (`os.replace` for
+    a file), and on an error it is removed and `out` is left as it was."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    else:
+        handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+        os.close(handle)
+        staging = Path(name)
+    try:
+        yield staging
+        if directory:
+            _replace_directory(staging, out)
+        else:
+            with open(staging, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(staging, out)
+        fsync_dir(out.parent)
+    finally:
+        if staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging, ignore_errors=True)
+        elif staging.exists() or staging.is_symlink():
+            staging.unlink()
+
+
+__all__ = ["check_output_path", "describe", "staged_output"]

@@ -1,0 +1,157 @@
+"""The GGUF file against real llama.cpp (llama-cpp-python), on a small QAT-trained GPT-2 and real text.
+
+One model per session: a byte-level BPE trained on the testbed's text (like the testbed's), a
+teacher of width 256 and 2 layers fine-tuned on WikiText-2 (testbed split), then QuantGPT at
+2-2-8, all through the command line, about a minute of one CPU thread. Then, on WikiText-2 test:
+
+- llama.cpp tokenizes the whole split to exactly our ids;
+- its next-token distributions match the quantized model's with activation quantization off
+  (llama.cpp keeps activations in higher precision): mean KL < 1e-3, top-1 agreement >= 95%;
+- its perplexity on the same blocks is within 2% of `quantgpt evaluate`'s, evaluated with
+  activation quantization off too (the same setting).
+
+In CI (env CI set) a missing llama-cpp-python fails the test; locally it skips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPT2Config
+
+from quantgpt.cli import main
+from quantgpt.serialization import load_quantized
+from quantgpt.tasks.language_modeling import load_lm_text
+from quantgpt.testbed.tokenizer import save_tokenizer, train_bpe_tokenizer
+
+# One worker runs the whole file (`make test` distributes with --dist loadgroup): the model is trained once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf-llama-cpp")]
+
+BLOCK = 128  # the model's context: llama.cpp scores each block in a fresh context of this size
+EVAL_BLOCKS = 24
+MAX_KL, MIN_TOP1, MAX_PERPLEXITY_GAP = 1e-3, 0.95, 0.02
+PROMPT = "The tower is"
+
+
+@pytest.fixture(scope="module")
+def llama_cpp():
+    try:
+        import llama_cpp
+    except ModuleNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail("llama-cpp-python is missing in CI: `make test` installs the .[gguf] extra")
+        pytest.skip("llama-cpp-python is not installed: pip install 'quantgpt[gguf]'")
+    return llama_cpp
+
+
+def _data_flags(shared_data) -> list[str]:
+    return ["--task", "lm", "--dataset", "wikitext-2", "--data-dir", str(shared_data), "--block-size", str(BLOCK)]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, shared_data, llama_cpp):
+    """A QuantGPT 2-2-8 run trained from a fine-tuned teacher, and a copy of its model with
+    activation quantization off (what llama.cpp computes)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("gguf-interop")
+    tokenizer = train_bpe_tokenizer(load_lm_text("wikitext-2", "testbed-train", shared_data), vocab_size=2048)
+    save_tokenizer(tokenizer, root / "tokenizer")
+    GPT2Config(n_layer=2, n_embd=256, n_head=4, n_positions=BLOCK, vocab_size=len(tokenizer),
+               bos_token_id=0, eos_token_id=0).save_pretrained(root / "config")
+    training = [*_data_flags(shared_data), "--train-split", "testbed-train", "--eval-split", "testbed-select",
+                "--batch-size", "4", "--max-eval-examples", "4", "--eval-every", "0", "--save-every", "0",
+                "--no-progress"]
+    assert main(["finetune", *training, "--model-config", str(root / "config"), "--tokenizer", str(root / "tokenizer"),
+                 "--lr", "3e-3", "--warmup-steps", "10", "--max-steps", "150", "--output-dir", str(root / "teacher")]) == 0
+    assert main(["quantize", *training, "--teacher", str(root / "teacher" / "best"), "--method", "quantgpt",
+                 "--bits", "2-2-8", "--lr", "1e-3", "--quantizer-lr", "2e-2", "--max-steps", "60",
+                 "--output-dir", str(root / "q228")]) == 0
+    float_activations = root / "q228-float-activations"
+    shutil.copytree(root / "q228" / "best", float_activations)
+    config = json.loads((float_activations / "config.json").read_text())
+    config["quantization_config"]["quantize_activations"] = False
+    (float_activations / "config.json").write_text(json.dumps(config))
+    return root / "q228", float_activations
+
+
+@pytest.fixture(scope="module")
+def test_text(shared_data) -> str:
+    """WikiText-2 test as the release file (each line followed by a newline), as the task reads it."""
+    return "".join(line + "\n" for line in load_lm_text("wikitext-2", "test", shared_data))
+
+
+@pytest.fixture(scope="module")
+def our_ids(trained_run, test_text) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(trained_run[0] / "best"))
+    return tokenizer(test_text, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+@pytest.fixture(scope="module", params=["tq2_0", "tq1_0"])
+def gguf_model(request, trained_run, tmp_path_factory, llama_cpp):
+    from quantgpt.export.gguf_runtime import load_gguf
+
+    path = tmp_path_factory.mktemp("gguf") / f"q228-{request.param}.gguf"
+    assert main(["export", str(trained_run[0]), str(path), "--format", "gguf", "--ternary-type", request.param]) == 0
+    llm = load_gguf(path, threads=1, n_ctx=BLOCK, logits_all=True)
+    yield path, llm
+    llm.close()
+
+
+def test_llama_cpp_tokenizes_to_our_ids(gguf_model, our_ids, test_text):
+    from quantgpt.export.gguf_runtime import tokenize
+
+    theirs = tokenize(gguf_model[1], test_text)
+    assert len(theirs) == len(our_ids) > 200_000
+    assert theirs == our_ids
+
+
+def test_llama_cpp_matches_the_quantized_model_and_quantgpt_evaluate(gguf_model, trained_run, shared_data, our_ids, capsys):
+    from quantgpt.export.gguf_runtime import next_token_logits
+
+    llm = gguf_model[1]
+    ids = torch.tensor(our_ids[: EVAL_BLOCKS * BLOCK]).view(EVAL_BLOCKS, BLOCK)  # the blocks quantgpt evaluate scores
+    model = load_quantized(trained_run[1])  # activation quantization off: llama.cpp's setting
+    with torch.no_grad():
+        ours = torch.log_softmax(model(ids).logits.double(), dim=-1)
+    theirs = torch.log_softmax(
+        torch.from_numpy(np.stack([next_token_logits(llm, block.tolist()) for block in ids])).double(), dim=-1
+    )
+    kl = (ours.exp() * (ours - theirs)).sum(-1)
+    top1 = (ours.argmax(-1) == theirs.argmax(-1)).double().mean()
+    assert ours.exp().max(-1).values.mean() > 20 / model.config.vocab_size  # a trained model, far from uniform
+    assert kl.mean() < MAX_KL, f"mean KL {kl.mean():.2e}"
+    assert top1 >= MIN_TOP1, f"top-1 agreement {top1:.3f}"
+
+    targets = ids[:, 1:]
+    nll = -theirs[:, :-1].gather(-1, targets.unsqueeze(-1)).sum()
+    llama_perplexity = math.exp(nll / targets.numel())
+    capsys.readouterr()
+    assert main(["evaluate", str(trained_run[1]), *_data_flags(shared_data), "--split", "test",
+                 "--max-eval-examples", str(EVAL_BLOCKS), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["tokens"] == targets.numel()  # the same blocks, every token but each block's first
+    gap = abs(llama_perplexity / evaluated["perplexity"] - 1)
+    assert gap < MAX_PERPLEXITY_GAP, f"llama.cpp {llama_perplexity:.2f} vs quantgpt evaluate {evaluated['perplexity']:.2f}"
+
+
+def test_quantgpt_generate_runs_the_file_through_llama_cpp(gguf_model, trained_run, capsys):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(trained_run[1]))
+    model = load_quantized(trained_run[1])
+    prompt = tokenizer(PROMPT, return_tensors="pt")
+    with torch.no_grad():
+        greedy = model.generate(**prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    expected = PROMPT + tokenizer.decode(greedy[0, prompt["input_ids"].shape[1]:])
+
+    capsys.readouterr()
+    assert main(["generate", str(gguf_model[0]), "--prompt", PROMPT, "--max-new-tokens", "8", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == expected
