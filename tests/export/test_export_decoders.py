@@ -107,3 +107,14 @@ def test_greedy_decoding_equals_the_fake_quantized_model(tmp_path, family):
         assert got.tolist() == expected.tolist()
         decoded |= set(expected[0, prompt.shape[1]:].tolist())
     assert len(decoded) > 2  # not one token repeated: the comparison sees the model's computation
+
+
+@pytest.mark.parametrize("family", DECODERS)
+def test_generate_runs_a_packed_decoder_with_its_saved_tokenizer(tmp_path, family, gpt2_tokenizer, capsys):
+    """`quantgpt generate` finds the run's own tokenizer for every family, not only GPT-2's."""
+    from quantgpt.cli import main
+
+    model = quantized(DECODERS[family](vocab=len(gpt2_tokenizer)), "quantgpt", "2-2-8")
+    export_packed(model, tmp_path / "packed", tokenizer=gpt2_tokenizer)
+    assert main(["generate", str(tmp_path / "packed"), "--prompt", "The tower is", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.startswith("The tower is")

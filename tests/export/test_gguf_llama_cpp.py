@@ -1,8 +1,9 @@
-"""The GGUF file against real llama.cpp (llama-cpp-python), on a small QAT-trained GPT-2 and real text.
+"""The GGUF file against real llama.cpp (llama-cpp-python), on small QAT-trained decoders and real text.
 
-One model per session: a byte-level BPE trained on the testbed's text (like the testbed's), a
-teacher of width 256 and 2 layers fine-tuned on WikiText-2 (testbed split), then QuantGPT at
-2-2-8, all through the command line, about a minute of one CPU thread. Then, on WikiText-2 test:
+One model per family (GPT-2, Llama, Qwen2) per session: a byte-level BPE trained on the testbed's
+text (like the testbed's), a teacher of width 256 and 2 layers fine-tuned on WikiText-2 (testbed
+split), then QuantGPT at 2-2-8, all through the command line, about a minute of one CPU thread for
+GPT-2 and less for the others (trained more briefly). Then, on WikiText-2 test (its first blocks):
 
 - llama.cpp tokenizes the whole split to exactly our ids;
 - its next-token distributions match the quantized model's with activation quantization off
@@ -29,6 +30,7 @@ from quantgpt.cli import main
 from quantgpt.serialization import load_quantized
 from quantgpt.tasks.language_modeling import load_lm_text
 from quantgpt.testbed.tokenizer import save_tokenizer, train_bpe_tokenizer
+from quantgpt.training.models import model_config_from
 
 # One worker runs the whole file (`make test` distributes with --dist loadgroup): the model is trained once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf-llama-cpp")]
@@ -37,6 +39,8 @@ BLOCK = 128  # the model's context: llama.cpp scores each block in a fresh conte
 EVAL_BLOCKS = 24
 MAX_KL, MIN_TOP1, MAX_PERPLEXITY_GAP = 1e-3, 0.95, 0.02
 PROMPT = "The tower is"
+# family -> (finetune steps, quantize steps); Llama and Qwen2 briefly, to keep the file's CPU time down.
+FAMILIES = {"gpt2": (150, 60), "llama": (100, 40), "qwen2": (100, 40)}
 
 
 @pytest.fixture(scope="module")
@@ -55,22 +59,49 @@ def _data_flags(shared_data) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, shared_data, llama_cpp):
-    """A QuantGPT 2-2-8 run trained from a fine-tuned teacher, and a copy of its model with
-    activation quantization off (what llama.cpp computes)."""
+def tokenizer_dir(tmp_path_factory, shared_data):
+    directory = tmp_path_factory.mktemp("gguf-tokenizer")
+    save_tokenizer(train_bpe_tokenizer(load_lm_text("wikitext-2", "testbed-train", shared_data), vocab_size=2048), directory)
+    return directory
+
+
+def _model_config(family: str, vocab_size: int):
+    if family == "gpt2":
+        return GPT2Config(n_layer=2, n_embd=256, n_head=4, n_positions=BLOCK, vocab_size=vocab_size,
+                          bos_token_id=0, eos_token_id=0)
+    config = model_config_from(f"tiny-{family}", vocab_size)  # width 256, 2 layers, grouped-query attention
+    config.update({"bos_token_id": 0, "eos_token_id": 0})  # the tokenizer's <|endoftext|>
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, shared_data, tokenizer_dir, llama_cpp):
+    """family -> a QuantGPT 2-2-8 run trained from a fine-tuned teacher, and a copy of its model
+    with activation quantization off (what llama.cpp computes); each trained when first asked for."""
+    runs = {}
+
+    def run(family: str):
+        if family not in runs:
+            runs[family] = _train(family, tmp_path_factory.mktemp(f"gguf-interop-{family}"), shared_data, tokenizer_dir)
+        return runs[family]
+
+    return run
+
+
+def _train(family, root, shared_data, tokenizer_dir):
+    from transformers import AutoTokenizer
+
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("gguf-interop")
-    tokenizer = train_bpe_tokenizer(load_lm_text("wikitext-2", "testbed-train", shared_data), vocab_size=2048)
-    save_tokenizer(tokenizer, root / "tokenizer")
-    GPT2Config(n_layer=2, n_embd=256, n_head=4, n_positions=BLOCK, vocab_size=len(tokenizer),
-               bos_token_id=0, eos_token_id=0).save_pretrained(root / "config")
+    finetune_steps, quantize_steps = FAMILIES[family]
+    _model_config(family, len(AutoTokenizer.from_pretrained(str(tokenizer_dir)))).save_pretrained(root / "config")
     training = [*_data_flags(shared_data), "--train-split", "testbed-train", "--eval-split", "testbed-select",
                 "--batch-size", "4", "--max-eval-examples", "4", "--eval-every", "0", "--save-every", "0",
                 "--no-progress"]
-    assert main(["finetune", *training, "--model-config", str(root / "config"), "--tokenizer", str(root / "tokenizer"),
-                 "--lr", "3e-3", "--warmup-steps", "10", "--max-steps", "150", "--output-dir", str(root / "teacher")]) == 0
+    assert main(["finetune", *training, "--model-config", str(root / "config"), "--tokenizer", str(tokenizer_dir),
+                 "--lr", "3e-3", "--warmup-steps", "10", "--max-steps", str(finetune_steps),
+                 "--output-dir", str(root / "teacher")]) == 0
     assert main(["quantize", *training, "--teacher", str(root / "teacher" / "best"), "--method", "quantgpt",
-                 "--bits", "2-2-8", "--lr", "1e-3", "--quantizer-lr", "2e-2", "--max-steps", "60",
+                 "--bits", "2-2-8", "--lr", "1e-3", "--quantizer-lr", "2e-2", "--max-steps", str(quantize_steps),
                  "--output-dir", str(root / "q228")]) == 0
     float_activations = root / "q228-float-activations"
     shutil.copytree(root / "q228" / "best", float_activations)
@@ -87,21 +118,31 @@ def test_text(shared_data) -> str:
 
 
 @pytest.fixture(scope="module")
-def our_ids(trained_run, test_text) -> list[int]:
+def our_ids(tokenizer_dir, test_text) -> list[int]:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(trained_run[0] / "best"))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     return tokenizer(test_text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
-@pytest.fixture(scope="module", params=["tq2_0", "tq1_0"])
-def gguf_model(request, trained_run, tmp_path_factory, llama_cpp):
+@pytest.fixture(scope="module")
+def trained_run(gguf_model):
+    return gguf_model[2]
+
+
+@pytest.fixture(
+    scope="module", params=[("gpt2", "tq2_0"), ("gpt2", "tq1_0"), ("llama", "tq2_0"), ("qwen2", "tq2_0")],
+    ids=lambda param: "-".join(param),
+)
+def gguf_model(request, trained_runs, tmp_path_factory, llama_cpp):
     from quantgpt.export.gguf_runtime import load_gguf
 
-    path = tmp_path_factory.mktemp("gguf") / f"q228-{request.param}.gguf"
-    assert main(["export", str(trained_run[0]), str(path), "--format", "gguf", "--ternary-type", request.param]) == 0
+    family, ternary_type = request.param
+    run = trained_runs(family)
+    path = tmp_path_factory.mktemp("gguf") / f"{family}-q228-{ternary_type}.gguf"
+    assert main(["export", str(run[0]), str(path), "--format", "gguf", "--ternary-type", ternary_type]) == 0
     llm = load_gguf(path, threads=1, n_ctx=BLOCK, logits_all=True)
-    yield path, llm
+    yield path, llm, run
     llm.close()
 
 
@@ -143,9 +184,9 @@ def test_llama_cpp_matches_the_quantized_model_and_quantgpt_evaluate(gguf_model,
 
 
 def test_quantgpt_generate_runs_the_file_through_llama_cpp(gguf_model, trained_run, capsys):
-    from transformers import AutoTokenizer
+    from quantgpt.tokenization import load_gpt2_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(trained_run[1]))
+    tokenizer = load_gpt2_tokenizer(trained_run[1])  # the LM task's loader (AutoTokenizer would follow model_type)
     model = load_quantized(trained_run[1])
     prompt = tokenizer(PROMPT, return_tensors="pt")
     with torch.no_grad():

@@ -2,7 +2,8 @@
 
 Every tensor is read back with gguf.GGUFReader and dequantized with gguf.quants.dequantize (the
 reference layouts of llama.cpp's Python package), then compared with codes x fp16 scales of the
-quantized model: zero difference. A tiny GPT-2 of width 256 (TQ blocks are 256 wide).
+quantized model: zero difference. Tiny GPT-2, Llama and Qwen2 of width 256 (TQ blocks are 256
+wide); Llama's q/k rows are compared after llama.cpp's converter's own permutation.
 """
 
 from __future__ import annotations
@@ -12,17 +13,31 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
-
+from decoder_models import tiny_opt
 from export_helpers import quantized, tiny_bart
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2ForCausalLM,
+)
+
 from quantgpt.errors import OutputPathError, UsageError
 from quantgpt.export.exporter import packed_entries
 from quantgpt.export.packed_format import PackedTensor
-from quantgpt.testbed.tokenizer import train_bpe_tokenizer
 from quantgpt.tasks.language_modeling import load_lm_text
+from quantgpt.testbed.tokenizer import train_bpe_tokenizer
+from quantgpt.training.models import TINY_CONFIGS
 
 gguf = pytest.importorskip("gguf")
-from quantgpt.export.gguf_writer import encode_blocks, export_gguf  # noqa: E402
+from quantgpt.export.gguf_writer import (  # noqa: E402
+    _llama_rotary_rows,
+    _quantized_tensor,
+    encode_blocks,
+    export_gguf,
+)
 
 GGUF_NAMES = {"transformer.wte.weight": "token_embd.weight", "transformer.wpe.weight": "position_embd.weight"}
 
@@ -40,9 +55,32 @@ def gpt2(tokenizer, width: int = 256, bits: str = "2-2-8", method: str = "quantg
     return quantized(GPT2LMHeadModel(config).eval(), method=method, bits=bits)
 
 
-def expected_tensors(model, position_bits):
-    """GGUF name -> what the file must dequantize to: codes x fp16 scales, F32 vectors, F16 positions."""
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, model.config.n_layer)
+def rope_decoder(model_class, tokenizer, bits: str = "2-2-8", config_name: str | None = None, **options):
+    torch.manual_seed(0)
+    config = TINY_CONFIGS[config_name]() if config_name else MistralConfig(**options)
+    config.update({"vocab_size": len(tokenizer), "bos_token_id": 0, "eos_token_id": 0, **options})
+    return quantized(model_class(config).eval(), bits=bits)
+
+
+# family -> (model builder, gguf arch, feed-forward width, F32 tensors, untied head)
+FAMILIES = {
+    "gpt2": (gpt2, gguf.MODEL_ARCH.GPT2, 1024, ("blk.0.attn_norm.weight", "blk.0.attn_qkv.bias"), False),
+    "llama": (lambda tok, bits: rope_decoder(LlamaForCausalLM, tok, bits, "tiny-llama"), gguf.MODEL_ARCH.LLAMA, 512,
+              ("blk.0.attn_norm.weight", "output_norm.weight"), True),
+    "qwen2": (lambda tok, bits: rope_decoder(Qwen2ForCausalLM, tok, bits, "tiny-qwen2"), gguf.MODEL_ARCH.QWEN2, 768,
+              ("blk.0.ffn_norm.weight", "blk.0.attn_q.bias", "blk.1.attn_k.bias", "blk.0.attn_v.bias"), False),
+}
+
+
+def llama_cpp_permute(weights: torch.Tensor, n_head: int) -> torch.Tensor:
+    """convert_hf_to_gguf.py's LlamaModel.permute (n_head already the key/value count for k_proj)."""
+    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+
+
+def expected_tensors(model, position_bits, arch=gguf.MODEL_ARCH.GPT2):
+    """GGUF name -> what the file must dequantize to: codes x fp16 scales, F32 vectors, F16 positions,
+    Llama's q/k rows (weights and biases) in llama.cpp's rotary order."""
+    names = gguf.get_tensor_name_map(arch, model.config.num_hidden_layers)
     expected = {}
     entries, _, _ = packed_entries(model, position_bits, dense_dtype=torch.float32)
     for entry in entries:
@@ -50,11 +88,16 @@ def expected_tensors(model, position_bits):
         if isinstance(entry, PackedTensor):
             scale = entry.scale.half().float()
             scale = scale.reshape(-1, 1) if scale.ndim else scale
-            expected[name] = (entry.codes().float() * scale).numpy()
+            value = entry.codes().float() * scale
         elif entry.tensor.ndim == 1:
-            expected[name] = entry.tensor.float().numpy()
+            value = entry.tensor.float()
         else:
-            expected[name] = entry.tensor.half().float().numpy()
+            value = entry.tensor.half().float()
+        if arch == gguf.MODEL_ARCH.LLAMA and ".self_attn.q_proj." in entry.name:
+            value = llama_cpp_permute(value, model.config.num_attention_heads)
+        elif arch == gguf.MODEL_ARCH.LLAMA and ".self_attn.k_proj." in entry.name:
+            value = llama_cpp_permute(value, model.config.num_key_value_heads)
+        expected[name] = value.numpy()
     return expected
 
 
@@ -65,6 +108,7 @@ def read_back(path):
     return tensors, fields
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize(
     ("bits", "ternary_type", "position_bits", "weight_type", "position_type"),
     [
@@ -75,32 +119,80 @@ def read_back(path):
     ],
 )
 def test_every_tensor_dequantizes_to_codes_times_fp16_scales(
-    tmp_path, tokenizer, bits, ternary_type, position_bits, weight_type, position_type
+    tmp_path, tokenizer, family, bits, ternary_type, position_bits, weight_type, position_type
 ):
-    model = gpt2(tokenizer, bits=bits)
+    build, arch, feed_forward, f32_tensors, untied = FAMILIES[family]
+    model = build(tokenizer, bits=bits)
     result = export_gguf(model, tmp_path / "m.gguf", tokenizer=tokenizer, ternary_type=ternary_type,
                          position_bits=position_bits)
     tensors, fields = read_back(result.path)
-    expected = expected_tensors(model, position_bits)
+    expected = expected_tensors(model, position_bits, arch)
 
     assert set(tensors) == set(expected)
-    assert "output.weight" not in tensors  # the tied head: llama.cpp reuses token_embd
+    assert ("output.weight" in tensors) == untied  # a tied head is not written: llama.cpp reuses token_embd
     for name, want in expected.items():
         got = tensors[name][1]
         assert got.shape == want.shape, name
         assert np.array_equal(got, want), f"{name}: max |difference| {np.abs(got - want).max()}"
     types = {name: kind for name, (kind, _) in tensors.items()}
-    assert types["token_embd.weight"] == types["blk.1.ffn_down.weight"] == weight_type
-    assert types["position_embd.weight"] == position_type
-    assert types["blk.0.attn_norm.weight"] == types["blk.0.attn_qkv.bias"] == "F32"
+    assert types["token_embd.weight"] == types["blk.1.ffn_down.weight"] == types["blk.0.attn_k.weight" if family != "gpt2"
+                                                                                  else "blk.0.attn_qkv.weight"] == weight_type
+    if untied:
+        assert types["output.weight"] == weight_type  # row-wise at E bits, like the embedding
+    if family == "gpt2":
+        assert types["position_embd.weight"] == position_type
+    assert {types[name] for name in f32_tensors} == {"F32"}
     assert result.file_bytes == result.path.stat().st_size and result.ratio > 1
 
-    assert fields["general.architecture"] == "gpt2"
+    key = gguf.MODEL_ARCH_NAMES[arch]
+    assert fields["general.architecture"] == key
     assert fields["general.file_type"] == gguf.LlamaFileType[f"MOSTLY_{weight_type}"]
-    assert fields["gpt2.context_length"] == 64 and fields["gpt2.embedding_length"] == 256
-    assert fields["gpt2.block_count"] == 2 and fields["gpt2.attention.head_count"] == 4
-    assert fields["gpt2.feed_forward_length"] == 1024
+    assert fields[f"{key}.embedding_length"] == 256 and fields[f"{key}.feed_forward_length"] == feed_forward
+    assert fields[f"{key}.block_count"] == 2 and fields[f"{key}.attention.head_count"] == 4
+    if family == "gpt2":
+        assert fields["gpt2.context_length"] == 64
+    else:
+        assert fields[f"{key}.context_length"] == 1024 and fields[f"{key}.attention.head_count_kv"] == 2
+        assert fields[f"{key}.rope.dimension_count"] == 64 and fields[f"{key}.vocab_size"] == len(tokenizer)
+        assert fields[f"{key}.rope.freq_base"] == model.config.rope_parameters["rope_theta"]
+        assert fields[f"{key}.attention.layer_norm_rms_epsilon"] == pytest.approx(model.config.rms_norm_eps)
     assert json.loads(fields["quantgpt.quantization_config"])["bits"] == bits
+
+
+def test_llama_q_and_k_rows_are_permuted_with_their_per_row_scales(tmp_path, tokenizer):
+    model = FAMILIES["llama"][0](tokenizer, bits="4-4-8")
+    tensors, _ = read_back(export_gguf(model, tmp_path / "m.gguf", tokenizer=tokenizer).path)
+    for name, module, heads in (("blk.1.attn_q.weight", model.model.layers[1].self_attn.q_proj, 4),
+                                ("blk.1.attn_k.weight", model.model.layers[1].self_attn.k_proj, 2)):
+        fake_quantized = module.weight_quantizer(module.weight.detach())  # float32 scale; the file's is fp16
+        got = torch.from_numpy(tensors[name][1])
+        assert torch.allclose(got, llama_cpp_permute(fake_quantized, heads), rtol=1e-3, atol=0), name
+        assert not torch.allclose(got, fake_quantized, rtol=1e-3, atol=0), name
+
+    # A per-row scale (none of our methods gives q_proj one, but the writer allows it) moves with its row.
+    codes = torch.randint(-8, 8, (256, 256), dtype=torch.int8)
+    scales = torch.linspace(0.01, 1.0, 256)
+    entry = PackedTensor.from_codes("model.layers.0.self_attn.q_proj.weight", codes, 4, scales)
+    qtype = gguf.GGMLQuantizationType.Q4_0
+    blocks = _quantized_tensor(entry, "q", qtype, _llama_rotary_rows(entry.name, model.config))
+    want = llama_cpp_permute(codes.float() * scales.half().float().unsqueeze(1), 4).numpy()
+    assert np.array_equal(gguf.quants.dequantize(blocks, qtype), want)
+
+
+def test_mistral_is_written_as_llama_with_its_window_as_context(tmp_path, tokenizer):
+    model = rope_decoder(MistralForCausalLM, tokenizer, hidden_size=256, intermediate_size=512, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, sliding_window=256)
+    tensors, fields = read_back(export_gguf(model, tmp_path / "m.gguf", tokenizer=tokenizer).path)
+    assert fields["general.architecture"] == "llama" and fields["llama.context_length"] == 256
+    expected = expected_tensors(model, None, gguf.MODEL_ARCH.LLAMA)
+    assert all(np.array_equal(tensors[name][1], want) for name, want in expected.items())
+
+
+def test_opt_is_refused_because_llama_cpp_has_no_opt(tmp_path, tokenizer):
+    with pytest.raises(UsageError, match=r"^OPTForCausalLM \(model_type='opt'\) cannot be written as GGUF \(llama\.cpp "
+                       r"has no OPT architecture\): supported are GPT2LMHeadModel, LlamaForCausalLM, .*Qwen2ForCausalLM"):
+        export_gguf(quantized(tiny_opt(len(tokenizer))), tmp_path / "m.gguf", tokenizer=tokenizer)
+    assert not (tmp_path / "m.gguf").exists()
 
 
 def test_an_untied_head_is_written_as_output_weight_with_its_row_scales(tmp_path, tokenizer):

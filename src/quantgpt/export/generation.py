@@ -10,7 +10,14 @@ from torch import nn
 
 from ..errors import InputFileError, MissingInputError, QuantgptError, UsageError
 
-_TOKENIZER_LOADERS = {"gpt2": "load_gpt2_tokenizer", "bart": "load_bart_tokenizer"}
+# The decoder families load the saved tokenizer files as they are (tokenizer.json), through the
+# same loader training uses: AutoTokenizer in Transformers 5 would pick the class from config.json's
+# model type (Qwen2Tokenizer for a qwen2 run) and re-split the text with that family's rules.
+_TOKENIZER_LOADERS = {
+    "gpt2": "load_gpt2_tokenizer",
+    "bart": "load_bart_tokenizer",
+    **dict.fromkeys(("llama", "mistral", "qwen2", "opt"), "load_gpt2_tokenizer"),
+}
 
 
 def load_packed_tokenizer(source: str | Path, model_type: str) -> Any:

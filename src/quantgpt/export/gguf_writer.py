@@ -11,7 +11,10 @@ The weights are the packed export's: the same integer codes and the same fp16 sc
 
 with d = alpha / k, the stored scale. A per-matrix scale becomes every block's `d`, the word
 embedding's per-row scale the `d` of each of its row's blocks. The tied LM head is not written:
-llama.cpp then multiplies by the token embedding. The position embedding is F16, or blocks of the
+llama.cpp then multiplies by the token embedding; an untied one is `output.weight`, row-wise like
+the embedding. Llama's (and Mistral's) q/k rows are reordered as llama.cpp's converter reorders
+them for its rotary layout, codes and per-row scales together; Qwen2's are not (llama.cpp rotates
+them as Transformers does). The position embedding is F16, or blocks of the
 same table at `position_bits`; LayerNorm weights and biases are F32, as llama.cpp's converter keeps
 one-dimensional tensors. Every quantized tensor is dequantized with `gguf.quants.dequantize` before
 it is written and must equal codes x fp16 scales to the bit.
@@ -35,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputFileError, OutputPathError, UsageError
+from ..errors import InputFileError, OutputPathError, QuantgptError, UsageError
 from ..serialization import load_quantized
 from .exporter import fp32_parameter_bytes, packed_entries, resolve_quantized_dir
 from .output_path import check_output_path, staged_output
@@ -86,6 +89,71 @@ def _check_gpt2(config: Any) -> None:
         raise UsageError("this GPT-2 scales attention differently from llama.cpp's (1/sqrt(head dim) in every layer)")
 
 
+def _head_dim(config: Any) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def _rope_theta(config: Any) -> float:
+    """The rotary base, refusing a scaled rotary embedding (llama.cpp would need its own keys for it)."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind != "default":
+        raise UsageError(f"rope type {kind!r}: quantgpt writes GGUF only for the plain rotary embedding")
+    return float(rope.get("rope_theta", getattr(config, "rope_theta", None) or 10000.0))
+
+
+def _llama_hyperparameters(config: Any) -> dict[str, Any]:
+    """What llama.cpp's converter writes for LlamaForCausalLM, MistralForCausalLM (its LlamaModel) and
+    Qwen2ForCausalLM (Qwen2Model: the same keys; it leaves the rotary dimensions at the head's).
+
+    A Mistral sliding window shorter than the positions caps the context, where both attend alike.
+    """
+    heads, head_dim = config.num_attention_heads, _head_dim(config)
+    window = getattr(config, "sliding_window", None) if config.model_type == "mistral" else None
+    values = {
+        "block_count": config.num_hidden_layers,
+        "context_length": min(config.max_position_embeddings, window or config.max_position_embeddings),
+        "embedding_length": config.hidden_size,
+        "feed_forward_length": config.intermediate_size,
+        "head_count": heads,
+        "head_count_kv": config.num_key_value_heads or heads,
+        "rope_freq_base": _rope_theta(config),
+        "layer_norm_rms_eps": config.rms_norm_eps,
+        "rope_dimension_count": head_dim,
+        "vocab_size": config.vocab_size,
+    }
+    if heads * head_dim != config.hidden_size:
+        values.update(key_length=head_dim, value_length=head_dim)
+    return values
+
+
+def _check_llama(config: Any) -> None:
+    """llama.cpp's llama and qwen2 graphs: SiLU-gated MLP without biases, full attention."""
+    if config.hidden_act != "silu":
+        raise UsageError(f"hidden_act={config.hidden_act!r}: llama.cpp's {config.model_type} uses SiLU")
+    if getattr(config, "mlp_bias", False):
+        raise UsageError("mlp_bias=True: llama.cpp's llama graph has no MLP biases")
+    if getattr(config, "use_sliding_window", False):
+        raise UsageError("use_sliding_window=True: llama.cpp's qwen2 attends to the whole context")
+    _rope_theta(config)
+
+
+def _llama_rotary_rows(name: str, config: Any) -> np.ndarray | None:
+    """The row order llama.cpp's converter gives q_proj and k_proj (`LlamaModel.permute`).
+
+    Transformers rotates the two halves of each head (rotate_half); llama.cpp's llama graph rotates
+    adjacent pairs, so each head's rows (h, half, j) move to (h, j, half). Row i of the GGUF tensor
+    is row `order[i]` of ours, codes and per-row scales alike.
+    """
+    if name.endswith(("q_proj.weight", "q_proj.bias")):
+        heads = config.num_attention_heads
+    elif name.endswith(("k_proj.weight", "k_proj.bias")):
+        heads = config.num_key_value_heads or config.num_attention_heads
+    else:
+        return None
+    return np.arange(heads * _head_dim(config)).reshape(heads, 2, -1).swapaxes(1, 2).reshape(-1)
+
+
 @dataclass(frozen=True)
 class GGUFArchitecture:
     """How one Transformers model type becomes a llama.cpp model.
@@ -93,13 +161,15 @@ class GGUFArchitecture:
     `arch` names the GGUF architecture (its tensor names come from `gguf.get_tensor_name_map`),
     `hyperparameters` gives the `GGUFWriter.add_<key>` values from the model's config (what
     llama.cpp's converter writes for that class), `check` refuses a config llama.cpp would run
-    differently.
+    differently, `row_order` gives the order llama.cpp's converter puts a tensor's rows in (None:
+    as they are).
     """
 
     arch: str  # a gguf.MODEL_ARCH member name
     model_classes: tuple[str, ...]
     hyperparameters: Callable[[Any], dict[str, Any]]
     check: Callable[[Any], None] | None = None
+    row_order: Callable[[str, Any], np.ndarray | None] | None = None
 
 
 # Keyed by `config.model_type`; one row per decoder-only architecture quantgpt quantizes. Where
@@ -107,7 +177,13 @@ class GGUFArchitecture:
 # codes and per-row scales must be reordered the same way before encoding.
 GGUF_ARCHITECTURES: dict[str, GGUFArchitecture] = {
     "gpt2": GGUFArchitecture("GPT2", ("GPT2LMHeadModel",), _gpt2_hyperparameters, _check_gpt2),
+    "llama": GGUFArchitecture("LLAMA", ("LlamaForCausalLM",), _llama_hyperparameters, _check_llama, _llama_rotary_rows),
+    # llama.cpp's converter writes Mistral as a llama (the same graph).
+    "mistral": GGUFArchitecture("LLAMA", ("MistralForCausalLM",), _llama_hyperparameters, _check_llama, _llama_rotary_rows),
+    "qwen2": GGUFArchitecture("QWEN2", ("Qwen2ForCausalLM",), _llama_hyperparameters, _check_llama),
 }
+# Architectures quantgpt quantizes that llama.cpp cannot run, and why.
+NO_GGUF_ARCHITECTURE = {"opt": "llama.cpp has no OPT architecture"}
 
 
 def gguf_architecture_of(model: nn.Module) -> GGUFArchitecture:
@@ -116,8 +192,9 @@ def gguf_architecture_of(model: nn.Module) -> GGUFArchitecture:
     row = GGUF_ARCHITECTURES.get(model_type)
     if row is None or type(model).__name__ not in row.model_classes:
         supported = ", ".join(name for r in GGUF_ARCHITECTURES.values() for name in r.model_classes)
+        reason = f" ({NO_GGUF_ARCHITECTURE[model_type]})" if model_type in NO_GGUF_ARCHITECTURE else ""
         raise UsageError(
-            f"{type(model).__name__} (model_type={model_type!r}) cannot be written as GGUF: supported are "
+            f"{type(model).__name__} (model_type={model_type!r}) cannot be written as GGUF{reason}: supported are "
             f"{supported}; export it in the packed format instead"
         )
     return row
@@ -197,13 +274,15 @@ def _row_scales(entry: PackedTensor, label: str) -> np.ndarray:
     return (scale.expand(rows) if scale.ndim == 0 else scale.reshape(rows)).numpy()
 
 
-def _quantized_tensor(entry: PackedTensor, label: str, qtype) -> np.ndarray:
+def _quantized_tensor(entry: PackedTensor, label: str, qtype, row_order: np.ndarray | None = None) -> np.ndarray:
     gguf = _gguf()
     if len(entry.shape) != 2:
         raise ValueError(f"{label}: a quantized tensor of shape {entry.shape} is not a matrix")
     _check_width(label, entry.shape[1], entry.bits, qtype)
     codes = entry.codes().numpy()
     scales = _row_scales(entry, label)
+    if row_order is not None:
+        codes, scales = codes[row_order], scales[row_order]
     blocks = encode_blocks(codes, scales, qtype)
     expected = codes.astype(np.float32) * scales.astype(np.float32)[:, None]
     if not np.array_equal(gguf.quants.dequantize(blocks, qtype), expected):
@@ -303,11 +382,17 @@ def is_gguf_file(path: str | Path) -> bool:
 
 
 def _load_tokenizer(directory: Path) -> Any:
-    from transformers import AutoTokenizer
+    """The saved tokenizer as the language-modelling task loads it (GPT2TokenizerFast over its files).
+
+    Not AutoTokenizer: Transformers 5 picks the class from config.json's model type, and its
+    Qwen2Tokenizer replaces the saved pre-tokenizer with Qwen2's, so the ids would not be the
+    model's.
+    """
+    from ..tokenization import load_gpt2_tokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(directory))
-    except (OSError, ValueError) as error:
+        return load_gpt2_tokenizer(directory)
+    except (OSError, ValueError, QuantgptError) as error:
         raise InputFileError(
             f"{directory}: no tokenizer to write into the GGUF file ({str(error).splitlines()[0]}); "
             "save it beside the model or pass tokenizer="
@@ -364,15 +449,17 @@ def export_gguf(
         if gguf_name is None:
             raise ValueError(f"{entry.name}: no GGUF tensor name for it in {architecture.arch} (a bug in quantgpt)")
         label = f"{gguf_name} ({entry.name})"
+        row_order = architecture.row_order(entry.name, config) if architecture.row_order else None
         if isinstance(entry, PackedTensor):
             qtype = ggml_type_for(entry.bits, ternary_type)
-            tensors.append((gguf_name, _quantized_tensor(entry, label, qtype), qtype))
+            tensors.append((gguf_name, _quantized_tensor(entry, label, qtype, row_order), qtype))
             continue
         assert isinstance(entry, DenseTensor)
-        if entry.tensor.ndim == 1:  # LayerNorm weights and biases: F32, as llama.cpp's converter keeps them
-            tensors.append((gguf_name, entry.tensor.float().numpy(), gguf.GGMLQuantizationType.F32))
+        dense = entry.tensor if row_order is None else entry.tensor[torch.from_numpy(row_order)]
+        if dense.ndim == 1:  # norm weights and biases: F32, as llama.cpp's converter keeps them
+            tensors.append((gguf_name, dense.float().numpy(), gguf.GGMLQuantizationType.F32))
             continue
-        half = entry.tensor.to(torch.float16)
+        half = dense.to(torch.float16)
         if not bool(torch.isfinite(half).all()):
             raise UsageError(f"{label}: a value overflows float16")
         tensors.append((gguf_name, half.numpy(), gguf.GGMLQuantizationType.F16))
