@@ -11,10 +11,8 @@ silent / noisy for all cases (and pytest -s prints the same at the end of the mo
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-import pickle
 import subprocess
 import sys
 from collections import Counter
@@ -23,6 +21,7 @@ from typing import Callable
 
 import pytest
 import torch
+from bad_input_helpers import plant_pickles, snapshot, truncate
 from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as transformers_logging
@@ -70,15 +69,6 @@ def base(tmp_path_factory, gpt2_tokenizer) -> Path:
     return root
 
 
-def snapshot(*roots: Path) -> dict[str, str]:
-    """Every file and folder under `roots`: folders as "dir", files by SHA-256."""
-    found = {}
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            found[str(path)] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
-
-
 def copy_model(source: Path, target: Path) -> Path:
     target.mkdir(parents=True)
     for path in source.iterdir():
@@ -94,20 +84,10 @@ def edit_config(directory: Path, **changes) -> Path:
     return directory
 
 
-class WouldRunCode:
-    """Unpickling this creates a file: proof that a loader unpickled it."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
 def pickle_only(directory: Path, marker: Path) -> Path:
     """`directory` with its safetensors weights replaced by a hostile pytorch_model.bin."""
     (directory / "model.safetensors").unlink()
-    (directory / "pytorch_model.bin").write_bytes(pickle.dumps(WouldRunCode(marker)))
+    plant_pickles(directory, marker, ("pytorch_model.bin",))
     return directory
 
 
@@ -116,12 +96,6 @@ def wrong_shape(directory: Path) -> Path:
     state["transformer.wpe.weight"] = torch.zeros(POSITIONS, 33)
     save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
     return directory
-
-
-def truncate(path: Path, keep: float = 0.5) -> Path:
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
-    return path
 
 
 def flip_byte(path: Path) -> Path:
@@ -230,6 +204,8 @@ CASES["quantize --teacher: a quantized model"] = lambda b, t: quantize_argv(b / 
 CASES["quantize --teacher: a missing directory"] = lambda b, t: quantize_argv(t / "missing", t)
 CASES["quantize: --method bogus (argparse)"] = lambda b, t: quantize_argv(b / "teacher", t, "--method", "bogus")
 CASES["quantize: --bits 2-2"] = lambda b, t: quantize_argv(b / "teacher", t, "--bits", "2-2")
+CASES["quantize: --output-dir under a file"] = lambda b, t: quantize_argv(
+    b / "teacher", t, "--output-dir", str(_write("file", "x")(b, t) / "run"))
 CASES["quantize: no --teacher (argparse)"] = lambda b, t: ["quantize", "--output-dir", str(t / "run-out")]
 
 for name in EVALUATE_CASES:
@@ -360,13 +336,40 @@ def test_size_reads_any_json_file(base, capsys):
     assert json.loads(capsys.readouterr().out)["ratio"] > 1
 
 
+def test_an_unreadable_config_json_is_one_clean_line(base, tmp_path, monkeypatch, capfd):
+    model = copy_model(base / "teacher", tmp_path / "teacher")
+    real_read = Path.read_bytes
+
+    def refuse_config(path):
+        if path.name == "config.json":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse_config)
+    capfd.readouterr()
+    status = main(["size", "--model-config", str(model), "--bits", "2-2-8"])
+    err = capfd.readouterr().err
+    assert classify(status, err) == "clean", err
+    assert "config.json: cannot read it (Permission denied)" in err
+
+
 def test_export_overwrite_replaces_a_packed_model(base, tmp_path, capsys):
     out = copy_model(base / "packed", tmp_path / "packed")
-    (out / "stale.txt").write_text("from an older export")
+    (out / INDEX_FILE).write_text((out / INDEX_FILE).read_text(encoding="utf-8") + " ", encoding="utf-8")
     assert main(["export", str(base / "run"), str(out), "--overwrite", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["directory"] == str(out)
-    assert not (out / "stale.txt").exists() and (out / INDEX_FILE).is_file()
+    assert (out / INDEX_FILE).read_bytes() == (base / "packed" / INDEX_FILE).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed"]  # no temporary sibling left
+
+
+def test_export_overwrite_refuses_a_packed_model_holding_the_users_files(base, tmp_path, capsys):
+    out = copy_model(base / "packed", tmp_path / "packed")
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    assert main(["export", str(base / "run"), str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert classify(2, err) == "clean" and "--overwrite only replaces a packed model" in err, err
+    assert snapshot(tmp_path) == before  # notes.txt and the export intact
 
 
 @pytest.mark.parametrize("existing", [False, True])

@@ -32,7 +32,7 @@ def _articles(shared_data) -> list[str]:
 
 def test_the_articles_are_the_whole_test_split(shared_data):
     articles = _articles(shared_data)
-    assert len(articles) == 60  # WikiText-2 test: 60 articles
+    assert len(articles) == 60  # WikiText-2 test: 60 articles (62 " = ... = " lines, 2 of them formulas)
     assert "".join(articles) == (shared_data / "wikitext-2-raw" / "wiki.test.raw").read_text(encoding="utf-8")
     assert articles[14].startswith(" = New York State Route 31B = \n")
 
@@ -69,6 +69,8 @@ def test_lm_eval_word_perplexity_equals_quantgpt_evaluate(tmp_path, shared_data,
         nll += result["loss"] * result["tokens"]
         words += len(re.split(r"\s+", articles[index]))
     ours = math.exp(nll / words)
+    with capsys.disabled():  # the README's figure: `pytest -s tests/test_lm_eval.py`
+        print(f"\nword perplexity: lm-eval {harness:.6f}, quantgpt evaluate {ours:.6f} (relative {abs(harness / ours - 1):.1e})")
     assert harness == pytest.approx(ours, rel=5e-3), f"word perplexity: lm-eval {harness}, quantgpt evaluate {ours}"
 
     capsys.readouterr()
@@ -76,3 +78,44 @@ def test_lm_eval_word_perplexity_equals_quantgpt_evaluate(tmp_path, shared_data,
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["lm_eval"][TASK]["sample_len"] == 1
     assert math.isfinite(result["lm_eval"][TASK]["word_perplexity,none"])
+
+
+def test_quantgpt_lm_eval_without_lm_eval_is_one_line(monkeypatch, capsys):
+    import sys
+
+    from quantgpt import harness
+
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # `import lm_eval` raises ModuleNotFoundError
+    with pytest.raises(SystemExit) as stop:
+        harness.main(["--tasks", TASK])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        "quantgpt: error: lm-evaluation-harness is not installed: pip install 'quantgpt[eval]' (or lm-eval)\n"
+    )
+
+
+def test_lm_eval_scores_quantgpt_s_own_tokenizer(tmp_path, monkeypatch):
+    """lm-eval gets the tokenizer training used (tokenizer.json as saved), not AutoTokenizer's."""
+    import lm_eval
+    import lm_eval.models.huggingface
+    from decoder_models import tiny_llama
+    from test_tokenization import _non_gpt2_tokenizer
+    from tokenizers import pre_tokenizers
+
+    from quantgpt.harness import lm_eval_tasks
+
+    backend, tokenizer = _non_gpt2_tokenizer(pre_tokenizers.Metaspace())
+    tiny_llama(vocab=300).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    seen = {}
+
+    def fake_hflm(pretrained, tokenizer=None, **kwargs):
+        seen.update(pretrained=pretrained, tokenizer=tokenizer, **kwargs)
+        return "lm"
+
+    monkeypatch.setattr(lm_eval.models.huggingface, "HFLM", fake_hflm)
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda model, **kwargs: {"model": model, "results": {}})
+    assert lm_eval_tasks(tmp_path, [TASK], include_path=TASKS_DIR, max_length=64)["model"] == "lm"
+    assert (seen["pretrained"], seen["dtype"], seen["max_length"]) == (str(tmp_path), "float32", 64)
+    text = "The tower is 3240 metres tall."
+    assert seen["tokenizer"](text)["input_ids"] == backend.encode(text).ids

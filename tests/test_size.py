@@ -64,3 +64,14 @@ def test_cli_config_file_supplies_flags(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("model-config: gpt2\nbitz: 2-2-8\n")
     assert main(["size", "--config", str(tmp_path / "bad.yaml")]) == 2
     assert "unknown keys ['bitz']" in capsys.readouterr().err
+
+
+def test_cli_config_equals_form_supplies_flags(tmp_path, capsys):
+    (tmp_path / "size.yaml").write_text("model-config: bart-base\nbits: 2-2-8\njson: true\n")
+    assert main(["size", f"--config={tmp_path / 'size.yaml'}"]) == 0
+    assert json.loads(capsys.readouterr().out)["quantized_mib"] == pytest.approx(39.6, abs=0.5)
+    (tmp_path / "bad.yaml").write_text("model-config: gpt2\nbitz: 2-2-8\n")
+    assert main(["size", f"--config={tmp_path / 'bad.yaml'}"]) == 2
+    assert "unknown keys ['bitz']" in capsys.readouterr().err
+    assert main(["size", "--model-config", "gpt2", "--config"]) == 2
+    assert "--config: expected one argument" in capsys.readouterr().err

@@ -77,3 +77,65 @@ def test_tokenizer_directory_errors(tmp_path):
         load_gpt2_tokenizer(tmp_path)
     with pytest.raises(DataError, match="does not exist"):
         load_gpt2_tokenizer(str(tmp_path / "missing"))
+
+
+def _non_gpt2_tokenizer(pre_tokenizer):
+    """A small BPE with a pre-tokenizer that is not GPT-2's, as a Llama or Qwen2 tokenizer has."""
+    from tokenizers import Tokenizer, decoders, models, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizer
+    backend.decoder = decoders.Metaspace() if type(pre_tokenizer).__name__ == "Metaspace" else decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"])
+    backend.train_from_iterator([SENTENCE, "The tower is 324 metres tall, as tall as an 81-storey building."] * 20, trainer)
+    return backend, PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.mark.parametrize("family", ["metaspace", "qwen2_regex"])
+def test_decoder_tokenizer_loads_the_saved_pre_tokenizer(tmp_path, family):
+    from decoder_models import tiny_llama
+    from tokenizers import Regex, pre_tokenizers
+
+    from quantgpt.export.generation import load_packed_tokenizer
+    from quantgpt.export.gguf_writer import _load_tokenizer
+    from quantgpt.tasks.lm_task import LanguageModelingTask
+    from quantgpt.tokenization import load_decoder_tokenizer
+
+    pre = (
+        pre_tokenizers.Metaspace()
+        if family == "metaspace"
+        else pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+| ?\p{L}+"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    )
+    backend, tokenizer = _non_gpt2_tokenizer(pre)
+    tiny_llama(vocab=300).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    text = "The tower is 3240 metres tall,  about as tall as Wales."
+    expected = backend.encode(text).ids
+    assert load_gpt2_tokenizer(tmp_path)(text)["input_ids"] != expected  # what the GPT-2 class makes of it
+    for loaded in (
+        load_decoder_tokenizer(tmp_path),
+        LanguageModelingTask.load_tokenizer(str(tmp_path)),
+        load_packed_tokenizer(tmp_path, "llama"),
+        _load_tokenizer(tmp_path),
+    ):
+        assert loaded(text)["input_ids"] == expected
+        assert (loaded.bos_token, loaded.eos_token, loaded.unk_token) == ("<s>", "</s>", "<unk>")
+        assert loaded.decode(expected) == tokenizer.decode(expected)
+
+
+def test_decoder_tokenizer_keeps_gpt2_ids(tmp_path, tokenizer_dir):
+    from quantgpt.tokenization import load_decoder_tokenizer
+
+    gpt2 = load_gpt2_tokenizer(tokenizer_dir)
+    assert load_decoder_tokenizer(tokenizer_dir)(SENTENCE)["input_ids"] == gpt2(SENTENCE)["input_ids"]
+    gpt2.save_pretrained(tmp_path / "saved")
+    saved = load_decoder_tokenizer(tmp_path / "saved")
+    assert saved(SENTENCE)["input_ids"] == gpt2(SENTENCE)["input_ids"]
+    assert (saved.eos_token_id, saved.model_max_length) == (50256, 1024)
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare/tokenizer.json").write_text((tmp_path / "saved/tokenizer.json").read_text())
+    assert load_decoder_tokenizer(tmp_path / "bare").eos_token_id == 50256  # GPT-2's default with no config

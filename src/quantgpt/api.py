@@ -49,10 +49,12 @@ def _environment() -> dict[str, str]:
 
 
 def _check_data(task: Task, training: TrainingConfig) -> None:
-    """Load the training and evaluation splits first: missing or malformed data fails at once,
-    before any model is loaded (the task keeps what it loaded for the run)."""
+    """Load the training, evaluation and (when set) test splits first: missing or malformed data
+    fails at once, before any model is loaded (the task keeps what it loaded for the run)."""
     task.train_dataset()
     task.eval_dataset(training.eval_split)
+    if training.test_split is not None:
+        task.eval_dataset(training.test_split)
 
 
 def finetune(

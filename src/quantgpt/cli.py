@@ -143,11 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser, subparsers = build_parser()
     try:
         try:
-            if argv and argv[0] in subparsers and "--config" in argv[1:]:
-                position = argv.index("--config", 1)
-                if position + 1 >= len(argv):
-                    subparsers[argv[0]].error("argument --config: expected one argument")
-                _apply_yaml_defaults(subparsers[argv[0]], argv[position + 1])
+            if argv and argv[0] in subparsers:
+                # a pre-parser, so that `--config=FILE` and `--config FILE` both apply the file's defaults
+                pre = OneLineParser(prog=subparsers[argv[0]].prog, add_help=False)
+                pre.add_argument("--config")
+                config_path = pre.parse_known_args(argv[1:])[0].config
+                if config_path is not None:
+                    _apply_yaml_defaults(subparsers[argv[0]], config_path)
             args = parser.parse_args(argv)
         except SystemExit as stop:  # argparse: --help (0) or a refused flag (2, its line printed)
             return 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 2

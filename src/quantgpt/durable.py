@@ -1,9 +1,11 @@
-"""Flushing to disk before a rename, so a file or directory put in place by `os.replace` survives a crash."""
+"""Flushing to disk before a rename, so a file or directory put in place by `os.replace` survives a
+crash, and replacing a whole directory so that a crash at any point leaves the old or the new one."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 
@@ -25,3 +27,38 @@ def fsync_dir(path: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def _aside(final: Path) -> Path:
+    return final.with_name(f".old-{final.name}")
+
+
+def replace_directory(tmp: Path, final: Path) -> None:
+    """Put the complete directory `tmp` at `final`, replacing what was there.
+
+    POSIX renames a directory onto an existing one only when that one is empty, so the old one is
+    first moved aside (`.old-<name>`) and removed after; a failed second rename moves it back, and
+    `recover_directory` undoes a crash between the two.
+    """
+    fsync_tree(tmp)
+    old = _aside(final)
+    recover_directory(final)
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        recover_directory(final)
+        raise
+    fsync_dir(final.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover_directory(final: Path) -> None:
+    """After a crash inside `replace_directory`: bring the moved-aside copy back if `final` is gone."""
+    old = _aside(final)
+    if old.exists() and not final.exists():
+        os.replace(old, final)

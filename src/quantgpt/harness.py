@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hf_quantizer  # noqa: F401  (registers quant_method "quantgpt" before lm-eval loads a model)
-from .errors import UsageError
+from .errors import QuantgptError, UsageError
 from .jsonio import dumps_json
 
 # The task files shipped in the repository (not in the wheel: they read data beside a checkout).
@@ -53,16 +53,23 @@ def lm_eval_tasks(
 
     if include_path is None and TASKS_DIR.is_dir():
         include_path = TASKS_DIR
-    model_args: dict[str, Any] = {"pretrained": str(model_dir), "dtype": "float32"}
-    if max_length is not None:
-        model_args["max_length"] = max_length
     manager = TaskManager(include_path=None if include_path is None else str(include_path))
     unknown = [task for task in tasks if not manager.match_tasks([task])]
     if unknown:
         raise UsageError(f"lm-eval knows no task {', '.join(unknown)} (include path {include_path}); see lm_eval ls tasks")
+    from lm_eval.models.huggingface import HFLM
+
+    from .tokenization import load_decoder_tokenizer
+
+    # quantgpt's own tokenizer (the saved tokenizer.json as saved, as training loaded it), not
+    # AutoTokenizer's, which picks the class from config.json's model type and re-splits the text.
+    tokenizer = load_decoder_tokenizer(model_dir)
+    model_args: dict[str, Any] = {"dtype": "float32", "batch_size": batch_size, "device": device}
+    if max_length is not None:
+        model_args["max_length"] = max_length
+    model = HFLM(pretrained=str(model_dir), tokenizer=tokenizer, **model_args)
     return lm_eval.simple_evaluate(
-        model="hf",
-        model_args=model_args,
+        model=model,
         tasks=list(tasks),
         task_manager=manager,
         limit=limit,
@@ -90,7 +97,11 @@ def print_lm_eval(model_dir: str | Path, tasks: list[str], limit: int | None, as
 
 def main(argv: list[str] | None = None) -> None:
     """`lm_eval` with quantgpt registered: the same arguments, the same output."""
-    _lm_eval()
+    try:
+        _lm_eval()
+    except QuantgptError as error:  # not installed: one line and status 2, as the quantgpt command
+        print(f"quantgpt: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = ["lm_eval", *(sys.argv[1:] if argv is None else argv)]

@@ -77,6 +77,8 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
         raise InputFileError(f"{path}: not UTF-8 text (byte {error.start}); expected a JSON file") from None
+    except OSError as error:  # unreadable (permissions), or gone since the check
+        raise InputFileError(f"{path}: cannot read it ({error.strerror or error})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -9,12 +9,10 @@ way, then loads every tensor (no pickle anywhere); `load_quantized` also refuses
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import transformers
-from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig
 
@@ -23,24 +21,9 @@ from .config import QuantConfig
 from .errors import QuantgptError
 from .model_files import check_model_dir, quiet_progress_bars
 
-SAFE_WEIGHTS = "model.safetensors"
-SAFE_INDEX = "model.safetensors.index.json"
-
 
 class CheckpointError(QuantgptError, ValueError):
     """A checkpoint directory is missing a file or does not match its config."""
-
-
-def _read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    if (directory / SAFE_WEIGHTS).is_file():
-        return load_file(directory / SAFE_WEIGHTS)
-    if (directory / SAFE_INDEX).is_file():
-        index = json.loads((directory / SAFE_INDEX).read_text())
-        state: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            state.update(load_file(directory / shard))
-        return state
-    raise CheckpointError(f"{directory}: no {SAFE_WEIGHTS} or {SAFE_INDEX}; save the model with save_pretrained(dir)")
 
 
 def model_class_for(config) -> type[nn.Module]:
@@ -62,12 +45,12 @@ def load_quantized(directory: str | Path, dtype: torch.dtype = torch.float32) ->
     if not quant:
         raise CheckpointError(f"{directory}: config.json has no quantization_config; load it with from_pretrained")
     quant_config = QuantConfig.from_dict(dict(quant))
-    if not any((directory / name).is_file() for name in (SAFE_WEIGHTS, SAFE_INDEX)):
-        raise CheckpointError(f"{directory}: no {SAFE_WEIGHTS} or {SAFE_INDEX}; save the model with save_pretrained(dir)")
     # Transformers' own loading, through the quantizer quantgpt registers (hf_quantizer.py): the
     # model `AutoModel*.from_pretrained(directory)` gives, refused here unless every tensor matched.
     with quiet_progress_bars():
-        model, info = model_class_for(config).from_pretrained(directory, dtype=dtype, output_loading_info=True)
+        model, info = model_class_for(config).from_pretrained(
+            directory, dtype=dtype, output_loading_info=True, use_safetensors=True  # never a pickle
+        )
     missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
     mismatched = sorted(str(key) for key in info.get("mismatched_keys", ()))
     if missing or unexpected or mismatched:

@@ -8,6 +8,11 @@ the GPT-2 one and `fairseq-gpt2-dict.txt` (see ../shared/data/README.md, "Tokeni
     are GPT-2 ids; <s>, <pad>, </s>, <unk> = 0-3; madeupword0000-0002 = 50261-50263;
     <mask> = 50264.
 
+The decoder-only families (GPT-2, Llama, Mistral, Qwen2, OPT) load a saved `tokenizer.json`
+exactly as saved (`load_decoder_tokenizer`): `GPT2TokenizerFast.from_pretrained` keeps only its
+vocabulary, merges and post-processor and puts GPT-2's pre-tokenizer in place of the saved one,
+which gives a Llama/Mistral (Metaspace) or Qwen2 (its own regex) tokenizer the wrong ids.
+
 A name that is not an existing path is treated as a Hugging Face hub name ("gpt2",
 "facebook/bart-base"), which needs network access.
 """
@@ -18,14 +23,16 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tokenizers import AddedToken
-from transformers import BartTokenizerFast, GPT2TokenizerFast
+from transformers import BartTokenizerFast, GPT2TokenizerFast, PreTrainedTokenizerFast
 
 from quantgpt.tasks.errors import DataError
 
 GPT2_VOCAB_SIZE = 50257
 BART_VOCAB_SIZE = 50265
+GPT2_END_OF_TEXT = "<|endoftext|>"
 # Both hub models were trained with 1,024 positions; local files carry no tokenizer_config.json.
 MODEL_MAX_LENGTH = 1024
 FAIRSEQ_DICT_NAME = "fairseq-gpt2-dict.txt"
@@ -66,6 +73,24 @@ def load_gpt2_tokenizer(path_or_name: str | Path = "gpt2") -> GPT2TokenizerFast:
     _require_files(directory, ("vocab.json", "merges.txt"))
     overrides = {} if (directory / "tokenizer_config.json").is_file() else {"model_max_length": MODEL_MAX_LENGTH}
     return GPT2TokenizerFast.from_pretrained(str(directory), **overrides)
+
+
+def load_decoder_tokenizer(path_or_name: str | Path = "gpt2") -> Any:
+    """A decoder-only model's tokenizer: a saved `tokenizer.json` loaded exactly as saved.
+
+    A local directory with `tokenizer.json` gets its pre-tokenizer, normalizer, decoder and
+    post-processor as saved, and the special tokens of its `tokenizer_config.json` /
+    `special_tokens_map.json` (GPT-2's `<|endoftext|>` when there are none and the vocabulary has
+    it). A `vocab.json` + `merges.txt` directory or a hub name loads as `load_gpt2_tokenizer`.
+    """
+    directory = _local_dir(path_or_name)
+    if directory is None or not (directory / "tokenizer.json").is_file():
+        return load_gpt2_tokenizer(path_or_name)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    has_config = any((directory / name).is_file() for name in ("tokenizer_config.json", "special_tokens_map.json"))
+    if not has_config and GPT2_END_OF_TEXT in tokenizer.get_vocab():
+        tokenizer.add_special_tokens(dict.fromkeys(("bos_token", "eos_token", "unk_token"), GPT2_END_OF_TEXT))
+    return tokenizer
 
 
 def build_bart_vocab(gpt2_vocab: dict[str, int], fairseq_dict_path: Path) -> dict[str, int]:

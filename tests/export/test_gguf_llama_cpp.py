@@ -180,13 +180,16 @@ def test_llama_cpp_matches_the_quantized_model_and_quantgpt_evaluate(gguf_model,
     evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert evaluated["tokens"] == targets.numel()  # the same blocks, every token but each block's first
     gap = abs(llama_perplexity / evaluated["perplexity"] - 1)
+    with capsys.disabled():  # the README's figures: `pytest -s tests/export/test_gguf_llama_cpp.py`
+        print(f"\n{gguf_model[0].stem}: mean KL {kl.mean():.1e}, top-1 {top1:.2%}, perplexity llama.cpp "
+              f"{llama_perplexity:.3f} vs quantgpt evaluate {evaluated['perplexity']:.3f} (gap {gap:.3%})")
     assert gap < MAX_PERPLEXITY_GAP, f"llama.cpp {llama_perplexity:.2f} vs quantgpt evaluate {evaluated['perplexity']:.2f}"
 
 
 def test_quantgpt_generate_runs_the_file_through_llama_cpp(gguf_model, trained_run, capsys):
-    from quantgpt.tokenization import load_gpt2_tokenizer
+    from quantgpt.tokenization import load_decoder_tokenizer
 
-    tokenizer = load_gpt2_tokenizer(trained_run[1])  # the LM task's loader (AutoTokenizer would follow model_type)
+    tokenizer = load_decoder_tokenizer(trained_run[1])  # the LM task's loader (AutoTokenizer would follow model_type)
     model = load_quantized(trained_run[1])
     prompt = tokenizer(PROMPT, return_tensors="pt")
     with torch.no_grad():

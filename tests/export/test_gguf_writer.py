@@ -123,6 +123,8 @@ def test_every_tensor_dequantizes_to_codes_times_fp16_scales(
 ):
     build, arch, feed_forward, f32_tensors, untied = FAMILIES[family]
     model = build(tokenizer, bits=bits)
+    if family != "gpt2":  # rotary positions: no table, and --position-bits is refused (below)
+        position_bits = None
     result = export_gguf(model, tmp_path / "m.gguf", tokenizer=tokenizer, ternary_type=ternary_type,
                          position_bits=position_bits)
     tensors, fields = read_back(result.path)
@@ -259,3 +261,43 @@ def test_only_a_gguf_file_is_replaced_and_only_with_overwrite(tmp_path, tokenize
         export_gguf(model, path, tokenizer=tokenizer)
     export_gguf(model, path, tokenizer=tokenizer, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "notes.gguf"]  # no temporary left
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_position_bits_without_a_position_table_is_refused(tmp_path, tokenizer, family):
+    model = FAMILIES[family][0](tokenizer, bits="2-2-8")
+    with pytest.raises(UsageError, match="--position-bits 8: .* no position embedding table"):
+        export_gguf(model, tmp_path / "m.gguf", tokenizer=tokenizer, position_bits=8)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_is_a_one_line_output_error(tmp_path, tokenizer, monkeypatch):
+    import errno
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", full)
+    with pytest.raises(OutputPathError, match=r"m.gguf: cannot write the GGUF file \(No space left on device\)"):
+        export_gguf(gpt2(tokenizer), tmp_path / "m.gguf", tokenizer=tokenizer)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_unknown_pre_tokenizer_is_refused_before_anything_is_encoded(tmp_path, tokenizer, monkeypatch):
+    from tokenizers import pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from quantgpt.export import gguf_writer
+
+    backend = tokenizer.backend_tokenizer
+    metaspace = PreTrainedTokenizerFast(tokenizer_object=type(backend).from_str(backend.to_str()))
+    metaspace.backend_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    model = gpt2(tokenizer)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("a tensor was encoded before the tokenizer was checked")
+
+    monkeypatch.setattr(gguf_writer, "_quantized_tensor", no_encoding)
+    with pytest.raises(UsageError, match="pre-tokenizer Metaspace .* no llama.cpp equivalent"):
+        export_gguf(model, tmp_path / "m.gguf", tokenizer=metaspace)
+    assert not list(tmp_path.iterdir())

@@ -85,6 +85,13 @@ def test_mistakes_are_named(tmp_path, text_files):
         TextSource("text", {"train": broken}).texts("train")
 
 
+def test_a_non_utf8_text_file_is_named(tmp_path, capsys):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin.txt: expected UTF-8 text \\(invalid continuation byte at byte 3\\)"):
+        TextSource("text", {"train": latin}).texts("train")
+
+
 def test_finetune_then_evaluate_on_your_own_files(tmp_path, text_files, shared_data, capsys):
     train, valid = text_files
     data = ["--task", "lm", "--dataset", "text", "--text-column", "body", "--block-size", str(BLOCK), "--eval-batch-size", "4"]

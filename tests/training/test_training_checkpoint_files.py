@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bad_input_helpers import forbid_unpickling, plant_pickles, truncate
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -118,33 +118,14 @@ def test_checkpoint_holds_only_safetensors_and_json(tmp_path):
             json.loads((path / name).read_text(), parse_constant=pytest.fail)  # strict JSON, no NaN
 
 
-class PlantedPickle:
-    """Unpickling this creates the marker file: proof that a checkpoint was unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
-def plant_pickles(directory: Path, marker: Path) -> None:
-    payload = pickle.dumps(PlantedPickle(marker))
-    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "pytorch_model.bin", "optimizer.bin", "scheduler.bin"):
-        (directory / name).write_bytes(payload)
-
-
-def test_load_never_unpickles(tmp_path):
+def test_load_never_unpickles(tmp_path, monkeypatch):
     _, path = saved_checkpoint(tmp_path)
     marker = tmp_path / "unpickled"
     plant_pickles(path, marker)
-    Training(tmp_path / "other").manager.load(path)
+    training = Training(tmp_path / "other")
+    forbid_unpickling(monkeypatch)
+    assert training.manager.load(path)["step"] == 2
     assert not marker.exists()
-
-
-def truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
 
 
 def rewrite_tensor(name: str, value: torch.Tensor):
@@ -223,3 +204,21 @@ def test_metrics_log_writes_null_for_non_finite_values_and_survives_a_cut_last_l
     log.path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     with pytest.raises(InputFileError, match="line 2 is not JSON"):
         log.truncate_after(2)
+
+
+def test_every_metrics_reader_drops_a_cut_last_line_only(tmp_path):
+    from quantgpt.report.runs import read_run
+    from quantgpt.training.metrics import read_metrics
+
+    (tmp_path / "run_config.json").write_text(json.dumps({"quantization": {"method": "lsq", "bits": "2-2-8"}}))
+    log = MetricsLog(tmp_path, enabled=True)
+    log.write({"kind": "train", "step": 1, "loss": 2.0})
+    log.write({"kind": "eval", "step": 1, "split": "validation", "ppl": 9.0})
+    with open(log.path, "ab") as handle:
+        handle.write('{"kind": "train", "note": "caf\u00e9'.encode()[:-1])  # killed mid-line, mid-character
+    assert [r["kind"] for r in read_metrics(tmp_path)] == ["train", "eval"]
+    assert [r["kind"] for r in read_run(tmp_path).metrics] == ["train", "eval"]
+    log.path.write_text('{"step": 1}\n[1]\n{"step": 2}\n')
+    with pytest.raises(InputFileError, match="line 2 is not JSON"):
+        read_metrics(tmp_path)
+    assert read_metrics(tmp_path / "missing") == []

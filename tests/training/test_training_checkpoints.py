@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quantgpt.training.checkpoints import recover_directory, replace_directory
+from quantgpt.durable import recover_directory, replace_directory
 
 
 def test_replace_directory_swaps_in_the_new_content(tmp_path):

@@ -9,18 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from bad_input_helpers import forbid_unpickling, plant_pickles, snapshot, truncate
 from safetensors.torch import load_file, save_file
+from training_helpers import lm_flags
 
 from quantgpt.cli import main
 from quantgpt.training.metrics import read_metrics
-
-from training_helpers import lm_flags
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +31,6 @@ def finetune_args(shared_data: Path, tokenizer_dir: Path, run: Path | str, *extr
         "--eval-every", "1", "--save-every", "1", "--log-every", "1", "--keep-checkpoints", "3",
         "--output-dir", str(run), *extra,
     ]
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under `folder` with a hash of its bytes."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*")) if path.is_file()
-    }
 
 
 def assert_clean_error(code: int, capsys, *fragments: str) -> str:
@@ -76,22 +67,10 @@ def run_copy(finished_run, tmp_path) -> Path:
     return run
 
 
-class PlantedPickle:
-    """Unpickling this creates the marker file: proof that something was unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
-def test_resume_never_unpickles_a_planted_file(run_copy, shared_data, tokenizer_dir, tmp_path):
+def test_resume_never_unpickles_a_planted_file(run_copy, shared_data, tokenizer_dir, tmp_path, monkeypatch):
+    forbid_unpickling(monkeypatch)
     marker = tmp_path / "unpickled"
-    payload = pickle.dumps(PlantedPickle(marker))
-    checkpoint = run_copy / "checkpoints" / "step-2"
-    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "pytorch_model.bin", "optimizer.bin", "scheduler.bin"):
-        (checkpoint / name).write_bytes(payload)
+    plant_pickles(run_copy / "checkpoints" / "step-2", marker)
     code = main(finetune_args(shared_data, tokenizer_dir, run_copy, "--resume"))
     assert not marker.exists()
     assert code == 0
@@ -111,7 +90,7 @@ def test_resume_of_a_folder_that_is_not_a_run_is_an_error(tmp_path, shared_data,
     (run / "notes.txt").write_text("mine")
     code = main(finetune_args(shared_data, tokenizer_dir, run, "--resume"))
     assert_clean_error(code, capsys, str(run))
-    assert snapshot(run) == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}
+    assert snapshot(run) == {str(run / "notes.txt"): hashlib.sha256(b"mine").hexdigest()}
 
 
 def test_resume_accepts_the_same_folders_spelled_differently(run_copy, shared_data, tokenizer_dir, monkeypatch):
@@ -119,10 +98,6 @@ def test_resume_accepts_the_same_folders_spelled_differently(run_copy, shared_da
     args = finetune_args(Path(f"{shared_data}/."), tokenizer_dir, "./run/", "--resume")
     assert main(args) == 0
     assert [r["event"] for r in read_metrics(run_copy) if r["kind"] == "event"] == ["resumed"]
-
-
-def truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[:1000])
 
 
 def wrong_rng_dtype(path: Path) -> None:
@@ -162,6 +137,28 @@ def test_output_dir_holding_unrelated_files_is_an_error(tmp_path, shared_data, t
     code = main(finetune_args(shared_data, tokenizer_dir, target))
     assert_clean_error(code, capsys, str(target), "empty")
     assert snapshot(target) == before and sorted(p.name for p in target.iterdir()) == ["src", "thesis.tex"]
+
+
+def test_a_missing_test_split_fails_before_the_run_folder(tmp_path, shared_data, tokenizer_dir, capsys):
+    run = tmp_path / "run"
+    code = main(finetune_args(shared_data, tokenizer_dir, run, "--test-split", "no-such-split"))
+    assert_clean_error(code, capsys, "no-such-split")
+    assert not run.exists()
+
+
+def test_an_unwritable_output_dir_is_an_error(tmp_path, shared_data, tokenizer_dir, capsys, monkeypatch):
+    run = tmp_path / "run"
+    real_mkdir = Path.mkdir
+
+    def refuse(path, *args, **kwargs):
+        if path == run:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code = main(finetune_args(shared_data, tokenizer_dir, run))
+    assert_clean_error(code, capsys, str(run), "Permission denied")
+    assert not run.exists()
 
 
 def test_block_size_beyond_the_model_positions_fails_before_the_run_folder(tmp_path, shared_data, tokenizer_dir, capsys):

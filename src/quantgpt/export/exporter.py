@@ -47,6 +47,12 @@ TOKENIZER_FILES = (
     "merges.txt",
     "chat_template.jinja",
 )
+# Everything an export may write (a tokenizer's save_pretrained names included); `--overwrite`
+# refuses a folder holding anything else, which is the user's, not ours to delete.
+PACKED_EXPORT_FILES = frozenset({
+    WEIGHTS_FILE, INDEX_FILE, "generation_config.json", *TOKENIZER_FILES,
+    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "chat_template.json",
+})
 GENERATION_CONFIG = "generation_config.json"
 WEIGHT_LAYOUT = "out_in"  # packed matrices are (out_features, in_features), row-major
 POSITION_METHOD = "rtn-row-symmetric"
@@ -208,10 +214,10 @@ def fp32_parameter_bytes(model: nn.Module) -> int:
 
 def holds_packed_model(path: Path) -> bool:
     """Whether `path` is a directory written by `export_packed`: its index file names the packed
-    format, and it holds no `save_pretrained` model (config.json) and no folder (a run's best/)."""
-    if not path.is_dir() or path.is_symlink() or (path / "config.json").exists():
+    format, and it holds only files an export writes (no config.json, no folder, no file of the user's)."""
+    if not path.is_dir() or path.is_symlink() or not (path / INDEX_FILE).is_file():
         return False
-    if not (path / INDEX_FILE).is_file() or any(child.is_dir() for child in path.iterdir()):
+    if any(child.name not in PACKED_EXPORT_FILES or not child.is_file() for child in path.iterdir()):
         return False
     try:
         index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))

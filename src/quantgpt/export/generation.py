@@ -14,9 +14,8 @@ from ..errors import InputFileError, MissingInputError, QuantgptError, UsageErro
 # same loader training uses: AutoTokenizer in Transformers 5 would pick the class from config.json's
 # model type (Qwen2Tokenizer for a qwen2 run) and re-split the text with that family's rules.
 _TOKENIZER_LOADERS = {
-    "gpt2": "load_gpt2_tokenizer",
+    **dict.fromkeys(("gpt2", "llama", "mistral", "qwen2", "opt"), "load_decoder_tokenizer"),
     "bart": "load_bart_tokenizer",
-    **dict.fromkeys(("llama", "mistral", "qwen2", "opt"), "load_gpt2_tokenizer"),
 }
 
 

@@ -338,13 +338,20 @@ def _vocabulary(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
     return tokens, types
 
 
-def _add_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
+@dataclass(frozen=True)
+class _TokenizerFields:
+    """The tokenizer as llama.cpp reads it, checked before anything is encoded or written."""
+
+    pre: str
+    tokens: list[str]
+    types: list[int]
+    special: Any  # gguf.SpecialVocab: merges and special token ids
+
+
+def _tokenizer_fields(tokenizer: Any, vocab_size: int) -> _TokenizerFields:
     gguf = _gguf()
+    pre = _pre_tokenizer(tokenizer)
     tokens, types = _vocabulary(tokenizer, vocab_size)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(_pre_tokenizer(tokenizer))
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
     # SpecialVocab reads merges and special tokens from saved files, as in the converter.
     with tempfile.TemporaryDirectory(prefix="quantgpt-gguf-tokenizer-") as saved:
         tokenizer.save_pretrained(saved)
@@ -352,7 +359,15 @@ def _add_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
     if not special.merges:
         raise UsageError("tokenizer: no BPE merges found; llama.cpp needs them to tokenize")
     special.add_special_token.setdefault("bos", False)  # GPT-2 prepends nothing; llama.cpp must not either
-    special.add_to_gguf(writer, quiet=True)
+    return _TokenizerFields(pre, tokens, types, special)
+
+
+def _add_tokenizer(writer: Any, fields: _TokenizerFields) -> None:
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(fields.pre)
+    writer.add_token_list(fields.tokens)
+    writer.add_token_types(fields.types)
+    fields.special.add_to_gguf(writer, quiet=True)
 
 
 # ------------------------------------------------------------------------------ writing
@@ -382,16 +397,16 @@ def is_gguf_file(path: str | Path) -> bool:
 
 
 def _load_tokenizer(directory: Path) -> Any:
-    """The saved tokenizer as the language-modelling task loads it (GPT2TokenizerFast over its files).
+    """The saved tokenizer as the language-modelling task loads it (`tokenizer.json` as saved).
 
     Not AutoTokenizer: Transformers 5 picks the class from config.json's model type, and its
     Qwen2Tokenizer replaces the saved pre-tokenizer with Qwen2's, so the ids would not be the
     model's.
     """
-    from ..tokenization import load_gpt2_tokenizer
+    from ..tokenization import load_decoder_tokenizer
 
     try:
-        return load_gpt2_tokenizer(directory)
+        return load_decoder_tokenizer(directory)
     except (OSError, ValueError, QuantgptError) as error:
         raise InputFileError(
             f"{directory}: no tokenizer to write into the GGUF file ({str(error).splitlines()[0]}); "
@@ -438,6 +453,12 @@ def export_gguf(
     architecture = gguf_architecture_of(model)
     if architecture.check is not None:
         architecture.check(model.config)
+    if position_bits is not None and architecture.arch != "GPT2":
+        raise UsageError(
+            f"--position-bits {position_bits}: {model.config.model_type} has no position embedding table "
+            "(its positions are rotary); leave the flag out"
+        )
+    tokenizer_fields = _tokenizer_fields(tokenizer, model.config.vocab_size)
     entries, _, _ = packed_entries(model, position_bits, dense_dtype=torch.float32)
     config = model.config
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[architecture.arch], config.num_hidden_layers)
@@ -475,7 +496,7 @@ def export_gguf(
             getattr(writer, f"add_{key}")(value)
         writer.add_file_type(file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        _add_tokenizer(writer, tokenizer, config.vocab_size)
+        _add_tokenizer(writer, tokenizer_fields)
         for gguf_name, data, qtype in tensors:
             writer.add_tensor(gguf_name, data, raw_dtype=qtype if data.dtype == np.uint8 else None)
         writer.write_header_to_file()
@@ -483,8 +504,11 @@ def export_gguf(
         writer.write_tensors_to_file()
         writer.close()
 
-    with staged_output(out_path, directory=False) as staging:
-        write(staging)
+    try:
+        with staged_output(out_path, directory=False) as staging:
+            write(staging)
+    except OSError as error:  # a full disk, a read-only folder: nothing is left at `out_path`
+        raise OutputPathError(f"{out_path}: cannot write the GGUF file ({error.strerror or error})") from None
     return GGUFExportResult(
         out_path, out_path.stat().st_size, fp32_parameter_bytes(model), {n: q.name for n, _, q in tensors}
     )

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..durable import fsync_dir
+from ..durable import fsync_dir, recover_directory, replace_directory
 from ..errors import OutputExistsError, OutputPathError
 
 
@@ -55,6 +55,7 @@ def check_output_path(
     An empty directory counts as free.
     """
     out = Path(out).expanduser()
+    recover_directory(out)  # an earlier export killed between the two renames of replace_directory
     target = out.resolve()
     for source in inputs:
         source = Path(source).expanduser().resolve()
@@ -83,21 +84,10 @@ def check_output_path(
     return out
 
 
-def _replace_directory(staging: Path, out: Path) -> None:
-    """Put the complete directory `staging` at `out`, moving a previous `out` aside until it is there."""
-    if not out.exists() or _is_empty_dir(out):
-        os.replace(staging, out)  # rename(2) replaces an empty directory in one step
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, aside / out.name)
-    try:
-        os.rename(staging, out)
-    except OSError:
-        os.rename(aside / out.name, out)
-        raise
-    finally:
-        if not (aside / out.name).exists() or out.exists():
-            shutil.rmtree(aside, ignore_errors=True)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -106,27 +96,39 @@ def staged_output(out: str | os.PathLike, *, directory: bool) -> Iterator[Path]:
     the whole output into; when the block ends without an error it replaces `out` (`os.replace` for
     a file), and on an error it is removed and `out` is left as it was."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if directory:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    else:
-        handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-        os.close(handle)
-        staging = Path(name)
+    created = [parent for parent in out.parents if not parent.exists()]  # deepest first, removed on failure
+    done = False
+    staging = None
     try:
-        yield staging
+        out.parent.mkdir(parents=True, exist_ok=True)
         if directory:
-            _replace_directory(staging, out)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        else:
+            handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+            os.close(handle)
+            staging = Path(name)
+        yield staging
+        # mkdtemp and mkstemp make private (0700, 0600) paths; an export gets the usual modes
+        os.chmod(staging, (0o777 if directory else 0o666) & ~_umask())
+        if directory:
+            replace_directory(staging, out)
         else:
             with open(staging, "rb") as written:
                 os.fsync(written.fileno())
             os.replace(staging, out)
         fsync_dir(out.parent)
+        done = True
     finally:
-        if staging.is_dir() and not staging.is_symlink():
+        if staging is None:
+            pass
+        elif staging.is_dir() and not staging.is_symlink():
             shutil.rmtree(staging, ignore_errors=True)
         elif staging.exists() or staging.is_symlink():
             staging.unlink()
+        if not done:
+            for parent in created:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
 
 
 __all__ = ["check_output_path", "describe", "staged_output"]

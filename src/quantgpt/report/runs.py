@@ -7,7 +7,6 @@ its teacher), `metrics.jsonl` (one record a line, `kind` "train" / "eval" / "eve
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from ..config import WEIGHT_METHODS
 from ..serialization import load_quantized
 from ..errors import MissingInputError
 from ..model_files import check_model_dir, read_json_object
+from ..training.metrics import METRICS_FILE, read_metrics_file
 
 BEST_DIR = "best"
 
@@ -62,12 +62,6 @@ class RunInfo:
         return self.path / BEST_DIR
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def read_run(run_dir: str | Path) -> RunInfo:
     """The settings and metrics of a run directory; FileNotFoundError names what is missing."""
     path = Path(run_dir)
@@ -84,7 +78,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         method=quantization.get("method"),
         bits=quantization.get("bits"),
         teacher=Path(teacher) if teacher else None,
-        metrics=read_jsonl(path / "metrics.jsonl"),
+        metrics=read_metrics_file(path / METRICS_FILE),
         final=read_json_object(final_file) if final_file.is_file() else {},
     )
 
@@ -94,7 +88,7 @@ def load_run_model(run: RunInfo) -> nn.Module:
     if not (run.model_dir / "config.json").is_file():
         raise MissingInputError(f"{run.model_dir}: no saved model; did the run finish?")
     check_model_dir(run.model_dir)  # a damaged or pickled model: one line, nothing unpickled
-    model = load_quantized(run.model_dir) if run.is_quantized else AutoModelForCausalLM.from_pretrained(run.model_dir)
+    model = load_quantized(run.model_dir) if run.is_quantized else AutoModelForCausalLM.from_pretrained(run.model_dir, use_safetensors=True)
     return model.eval()
 
 

@@ -31,7 +31,7 @@ from quantgpt.tasks.language_modeling import (
     tokenize_to_blocks,
 )
 from quantgpt.tasks.text_datasets import TextSource, data_files_from_args, texts_to_lines
-from quantgpt.tokenization import load_gpt2_tokenizer
+from quantgpt.tokenization import load_decoder_tokenizer
 from quantgpt.training.task import DistillTargets, Task
 from quantgpt.config import ConfigError
 from quantgpt.errors import MissingInputError
@@ -216,7 +216,8 @@ class LanguageModelingTask(Task):
 
     @classmethod
     def load_tokenizer(cls, name_or_path: str) -> Any:
-        return load_gpt2_tokenizer(name_or_path)
+        # A saved tokenizer.json as saved (a Llama/Qwen2 pre-tokenizer is not GPT-2's).
+        return load_decoder_tokenizer(name_or_path)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -109,8 +109,13 @@ class TextSource:
         try:
             # sample_by="document": the file in one piece, so it tokenizes as the release files do.
             rows = load_dataset("text", data_files=path, split="train", sample_by="document")
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}: expected UTF-8 text ({error.reason} at byte {error.start})") from None
+        except Exception as error:  # datasets wraps the decode error in its DatasetGenerationError
+            decode_error = _unicode_error_in(error)
+            if decode_error is None:
+                raise
+            raise DataError(
+                f"{path}: expected UTF-8 text ({decode_error.reason} at byte {decode_error.start})"
+            ) from None
         return list(rows["text"])
 
     def _local_dataset(self, split: str) -> Any:
@@ -174,6 +179,17 @@ def texts_to_lines(texts: list[str]) -> list[str]:
         text = text.removesuffix("\n")
         lines.extend(text.split("\n"))
     return lines
+
+
+def _unicode_error_in(error: BaseException | None) -> UnicodeDecodeError | None:
+    """The UnicodeDecodeError behind `error` (itself, or its cause or context, at any depth), if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UnicodeDecodeError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _first_line(error: BaseException) -> str:

@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, save_model
 from torch import Tensor, nn
 
-from ..durable import fsync_dir, fsync_tree
+from ..durable import replace_directory
 from ..errors import InputFileError
 from ..jsonio import dumps_json
 
@@ -65,31 +65,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-def replace_directory(tmp: Path, final: Path) -> None:
-    """Put the complete directory `tmp` at `final`, replacing what was there.
-
-    POSIX renames a directory onto an existing one only when that one is empty, so the old one is
-    first moved aside (`.old-<name>`) and removed after; `recover_directory` undoes a crash between.
-    """
-    fsync_tree(tmp)
-    old = final.with_name(f".old-{final.name}")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def recover_directory(final: Path) -> None:
-    """After a crash inside `replace_directory`: bring the moved-aside copy back if `final` is gone."""
-    old = final.with_name(f".old-{final.name}")
-    if old.exists() and not final.exists():
-        os.replace(old, final)
 
 
 def rng_files(rank: int) -> tuple[str, str]:

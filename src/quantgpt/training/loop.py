@@ -25,6 +25,7 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from ..durable import recover_directory, replace_directory
 from ..errors import (
     InputFileError,
     MissingInputError,
@@ -39,8 +40,6 @@ from .checkpoints import (
     CHECKPOINTS_DIR,
     TRAINER_STATE,
     CheckpointManager,
-    recover_directory,
-    replace_directory,
     write_json_atomic,
 )
 from .config import TrainingConfig
@@ -196,6 +195,8 @@ def check_run_dir(run_dir: Path, resume: bool, run_record: dict[str, Any] | None
             raise InputFileError(
                 f"{config_file}: not valid JSON ({error}); the run record is damaged, start a new --output-dir"
             ) from None
+        except OSError as error:
+            raise InputFileError(f"--resume: {config_file}: cannot read it ({error.strerror or error})") from None
         if not isinstance(previous, dict):
             raise InputFileError(f"{config_file}: not a run record (a JSON object); start a new --output-dir")
         if run_record is not None and _comparable(previous) != _comparable(run_record):
@@ -207,7 +208,10 @@ def check_run_dir(run_dir: Path, resume: bool, run_record: dict[str, Any] | None
         return
     if not run_dir.is_dir():
         return
-    entries = sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))
+    try:
+        entries = sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))
+    except OSError as error:
+        raise OutputPathError(f"--output-dir {run_dir}: cannot list it ({error.strerror or error})") from None
     if any(name in RUN_ENTRIES for name in entries):
         raise OutputPathError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --output-dir")
     if entries:
@@ -220,9 +224,12 @@ def check_run_dir(run_dir: Path, resume: bool, run_record: dict[str, Any] | None
 def create_run_dir(run_dir: Path, run_record: dict[str, Any], is_main: bool) -> None:
     """Create the run directory (checked by `check_run_dir`) and record its settings."""
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        recover_directory(run_dir / BEST_DIR)
-        write_json_atomic(run_dir / RUN_CONFIG, run_record)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            recover_directory(run_dir / BEST_DIR)
+            write_json_atomic(run_dir / RUN_CONFIG, run_record)
+        except OSError as error:  # not writable, or a path under a file
+            raise OutputPathError(f"--output-dir {run_dir}: cannot write it ({error.strerror or error})") from None
 
 
 def _position_limit(model: nn.Module) -> int | None:

@@ -44,19 +44,7 @@ class MetricsLog:
         """Drop records of steps after `step`: a resumed run replays them (and logs them again)."""
         if not self.enabled or not self.path.is_file():
             return
-        lines = [line for line in self.path.read_text().splitlines() if line]
-        kept = []
-        for number, line in enumerate(lines, 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):  # cut short by a kill while it was written
-                    break
-                raise InputFileError(
-                    f"{self.path}: line {number} is not JSON; repair or delete that line, or start a new --output-dir"
-                ) from None
-            if isinstance(record, dict) and (record.get("step") or 0) <= step:
-                kept.append(line)
+        kept = [line for line, record in _metrics_lines(self.path) if (record.get("step") or 0) <= step]
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
@@ -67,10 +55,39 @@ class MetricsLog:
                 os.fsync(handle.fileno())
 
 
+def _metrics_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each line of a metrics.jsonl with its record. A last line that is not a JSON object was cut
+    short by a kill while it was written and is dropped; any other is refused, naming the line."""
+    try:
+        lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot read it ({error.strerror or error})") from None
+    pairs = []
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+            record = json.loads(line)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError
+            record = None
+        if not isinstance(record, dict):
+            if number == len(lines):
+                break
+            raise InputFileError(
+                f"{path}: line {number} is not JSON; repair or delete that line, or start a new --output-dir"
+            )
+        pairs.append((line, record))
+    return pairs
+
+
+def read_metrics_file(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (none when there is no such file), a cut last line dropped."""
+    path = Path(path)
+    return [record for _, record in _metrics_lines(path)] if path.is_file() else []
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """All records of a run's metrics.jsonl."""
-    path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    return read_metrics_file(Path(run_dir) / METRICS_FILE)
 
 
 class Progress:

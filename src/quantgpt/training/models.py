@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from transformers import AutoConfig, BartConfig, GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
+from transformers import BartConfig, GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
 
 from ..config import QuantConfig
 from ..convert import quantize_model
@@ -121,11 +121,6 @@ def pretrained_model(model_class: Any, name_or_path: str | Path, role: str = "--
         raise InputFileError(f"{role} {name_or_path}: could not load it ({str(error).splitlines()[0]})") from None
 
 
-def is_quantized_dir(directory: str | Path) -> bool:
-    config_file = Path(directory) / "config.json"
-    return config_file.is_file() and bool(getattr(AutoConfig.from_pretrained(directory), "quantization_config", None))
-
-
 def saved_model(model_class: Any, directory: str | Path) -> nn.Module:
     """A model saved by a run: `load_quantized` for a quantized one, `from_pretrained` otherwise."""
     path = Path(directory).expanduser()
@@ -165,7 +160,6 @@ __all__ = [
     "check_model_source",
     "fresh_model",
     "freeze",
-    "is_quantized_dir",
     "model_config_from",
     "pretrained_model",
     "quantized_copy",
