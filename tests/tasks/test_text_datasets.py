@@ -139,3 +139,19 @@ def test_a_hub_dataset_is_read_by_split_name(monkeypatch):
     assert asked == [("owner/name", "cfg", "valid"), ("owner/name", "cfg", "validation")]
     with pytest.raises(QuantgptError, match="owner/name \\(cfg\\): Unknown split \"test\""):
         TextSource("owner/name", dataset_config="cfg").texts("test")
+
+
+def test_reading_your_files_prints_nothing_on_stderr(text_files, gpt2_tokenizer, capfd):
+    """stderr is for errors: no "Generating train split" bar for a local file."""
+    import datasets.utils as datasets_utils
+
+    train, valid = text_files
+    task = LanguageModelingTask(
+        gpt2_tokenizer, dataset="text", data_files={"train": train, "valid": valid}, text_column="body", block_size=BLOCK
+    )
+    capfd.readouterr()
+    datasets_utils.enable_progress_bars()
+    task.train_dataset()
+    task.eval_dataset("validation")
+    assert capfd.readouterr().err == ""
+    assert not datasets_utils.are_progress_bars_disabled()  # the setting is given back

@@ -13,7 +13,8 @@ as they are, "valid" and "validation" standing for each other.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,10 @@ class TextSource:
 
     # --- the three sources
     def _file_texts(self, split: str) -> list[str]:
+        with _no_progress_bars():  # a local file reads in a moment: its "Generating split" bar is noise
+            return self._read_file_texts(split)
+
+    def _read_file_texts(self, split: str) -> list[str]:
         from datasets import load_dataset
 
         path = data_file_for(self.data_files, split)
@@ -195,3 +200,16 @@ def _unicode_error_in(error: BaseException | None) -> UnicodeDecodeError | None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    import datasets.utils as datasets_utils
+
+    was_disabled = datasets_utils.are_progress_bars_disabled()
+    datasets_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets_utils.enable_progress_bars()
