@@ -4,7 +4,7 @@
     python benchmarks/kernel_study.py --threads 2 --no-compile
 
 For each weight shape (in_features x out_features) and number of activation rows it times one
-linear layer ``y = x @ W^T`` with ``W = codes * scale`` (SPEC Eq. 1), codes drawn uniformly from
+linear layer ``y = x @ W^T`` with ``W = codes * scale`` (Eq. 1, docs/method.md#weight-quantizer), codes drawn uniformly from
 the bit width's grid [-k, k], and prints the median time, the speed-up against fp32 ``F.linear``,
 the weight bytes each format keeps in memory, and the largest error against a float64 reference
 (relative to the reference's largest entry): ~1e-7 means the kernel reproduces ``x @ (c*scale)^T``
@@ -12,7 +12,7 @@ to fp32 rounding, ~1e-3 means bf16 rounding. The machine may be shared: each tim
 of several blocked runs.
 
 Activations (column "act"): ``fp32`` and ``bf16`` feed x as is; ``a8`` first quantizes x to 8-bit
-symmetric per-tensor codes, as the model's activation quantizer does (SPEC section 4, "W-E-8"),
+symmetric per-tensor codes, as the model's activation quantizer does (docs/method.md#activation-quantizers, "W-E-8"),
 and its error is measured against ``x_q @ W^T`` with that same ``x_q``, the product the quantized
 model computes.
 

@@ -6,7 +6,7 @@ loop's own `optimizer_step` (student and teacher forward, losses, backward, clip
 schedule, LAQ's curvature), in interleaved rounds so that background load falls on all alike;
 the figure is the median seconds per step, and the ratio is to full-precision logit distillation.
 
-The paper (SPEC section 9) reports the contrastive loss costing 0.61 -> 0.67 s an iteration
+The paper (its Table 5) reports the contrastive loss costing 0.61 -> 0.67 s an iteration
 (GPT-2 small, PTB, batch 4 a device): compare the two QuantGPT rows below.
 
     python benchmarks/step_time.py                                   # random tokens

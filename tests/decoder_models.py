@@ -7,43 +7,32 @@ key/value heads).
 
 from __future__ import annotations
 
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    OPTConfig,
-    OPTForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
+from tiny_models import tiny_model
+from transformers import LlamaForCausalLM, MistralForCausalLM, OPTForCausalLM, Qwen2ForCausalLM
 
 VOCAB = 120
-_ROPE = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=None)
+# The named configs ("tiny-llama", ...) at width 32 and 64 positions instead of 256 and 1024.
+_SMALL = dict(hidden_size=32, max_position_embeddings=64, bos_token_id=0, eos_token_id=0)
+_ROPE = dict(_SMALL, intermediate_size=64, pad_token_id=None)
 
 
 def tiny_llama(vocab: int = VOCAB, **options) -> LlamaForCausalLM:
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, **{**_ROPE, **options}))
+    return tiny_model("tiny-llama", vocab_size=vocab, **{**_ROPE, **options})
 
 
 def tiny_mistral(vocab: int = VOCAB, **options) -> MistralForCausalLM:
-    return MistralForCausalLM(MistralConfig(vocab_size=vocab, sliding_window=8, **{**_ROPE, **options}))
+    return tiny_model("tiny-mistral", vocab_size=vocab, **{**_ROPE, "sliding_window": 8, **options})
 
 
 def tiny_qwen2(vocab: int = VOCAB, **options) -> Qwen2ForCausalLM:
-    return Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab, tie_word_embeddings=True, **{**_ROPE, **options}))
+    return tiny_model("tiny-qwen2", vocab_size=vocab, **{**_ROPE, **options})  # tied head, as "tiny-qwen2"
 
 
 def tiny_opt(vocab: int = VOCAB, **options) -> OPTForCausalLM:
     if "initializer_range" in options:  # OPT names it init_std
         options["init_std"] = options.pop("initializer_range")
-    config = OPTConfig(
-        vocab_size=vocab, hidden_size=32, word_embed_proj_dim=32, ffn_dim=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=1,
-        **options,
-    )
-    return OPTForCausalLM(config)
+    return tiny_model("tiny-opt", vocab_size=vocab, **{**_SMALL, "word_embed_proj_dim": 32, "ffn_dim": 64,
+                                                       "pad_token_id": 1, **options})
 
 
 DECODERS = {"llama": tiny_llama, "qwen2": tiny_qwen2, "opt": tiny_opt}

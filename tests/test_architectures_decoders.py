@@ -1,5 +1,5 @@
 """Llama-family (Llama, Mistral, Qwen2) and OPT decoders, whole-model, at 2-2-8, 4-4-8 and 8-8-8:
-where the quantizers sit (SPEC section 4, docs/method.md), gradients, the grids, closeness at 8-8-8,
+where the quantizers sit (docs/method.md#where-the-quantizers-go), gradients, the grids, closeness at 8-8-8,
 the save_pretrained round-trip, and a few steps of QAT with the contrastive loss."""
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import tiny_models
 import torch
 from bad_input_helpers import plant_pickles, snapshot, truncate
 from safetensors.torch import load_file, save_file
@@ -45,10 +46,7 @@ OUTCOMES: Counter = Counter()
 
 
 def tiny_config(vocab: int) -> GPT2Config:
-    return GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, n_positions=POSITIONS, vocab_size=vocab, bos_token_id=0, eos_token_id=0,
-        architectures=["GPT2LMHeadModel"],
-    )
+    return tiny_models.tiny_config("tiny", n_positions=POSITIONS, vocab_size=vocab, bos_token_id=0, eos_token_id=0)
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,14 @@ def test_a_clean_command_prints_nothing_on_stderr(argv):
 
 
 def test_export_and_generate_print_nothing_on_stderr(tmp_path, gpt2_tokenizer, capfd):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from tiny_models import tiny_config
+    from transformers import GPT2LMHeadModel
 
     from quantgpt import QuantConfig, quantize_model
     from quantgpt.cli import main
 
-    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=32, vocab_size=len(gpt2_tokenizer),
-                        bos_token_id=0, eos_token_id=0, architectures=["GPT2LMHeadModel"])
+    config = tiny_config("tiny", n_layer=1, n_positions=32, vocab_size=len(gpt2_tokenizer), bos_token_id=0,
+                         eos_token_id=0)
     model = quantize_model(GPT2LMHeadModel(config).eval(), QuantConfig(bits="2-2-8"))
     model.save_pretrained(tmp_path / "model")
     gpt2_tokenizer.save_pretrained(tmp_path / "model")

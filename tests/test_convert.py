@@ -3,14 +3,8 @@
 import pytest
 import torch
 from torch import nn
-from transformers import (
-    BartConfig,
-    BartForConditionalGeneration,
-    GPT2Config,
-    GPT2DoubleHeadsModel,
-    GPT2LMHeadModel,
-    GPT2Model,
-)
+from tiny_models import tiny_model
+from transformers import BartForConditionalGeneration, GPT2DoubleHeadsModel, GPT2LMHeadModel, GPT2Model
 
 from quantgpt import QuantConfig, quantize_model, quantizer_parameters
 from quantgpt.architectures import UnsupportedArchitectureError
@@ -23,16 +17,14 @@ BITS = ["2-2-8", "4-4-8", "8-8-8"]
 
 
 def tiny_gpt2(cls=GPT2LMHeadModel):
-    return cls(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0))
+    return tiny_model("tiny", model_class=cls, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0)
 
 
 def tiny_bart():
-    config = BartConfig(
-        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+    return tiny_model(
+        "tiny-bart", vocab_size=VOCAB, encoder_layers=2, decoder_layers=2, max_position_embeddings=64,
         pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2,
     )
-    return BartForConditionalGeneration(config)
 
 
 def run(model, ids):

@@ -101,7 +101,8 @@ def test_quantization_config_values(config_file, quantization):
 QUANTIZE_KEYS = ["teacher", "method", "bits", "batch_size", "lr", "quantizer_lr", "max_steps", "epochs", "tau",
                  "momentum", "num_negatives", "lam", "proj_dim", "contrastive", "negatives", "contrastive_layer",
                  "quantize_activations", "progress", "block_size", "eval_split", "warmup_steps", "mixed_precision",
-                 "gradient_accumulation_steps", "max_grad_norm", "seed", "output_dir", "data_dir", "dataset"]
+                 "gradient_accumulation_steps", "max_grad_norm", "seed", "output_dir", "data_dir", "dataset",
+                 "learning_rate", "quantizer_learning_rate", "num_epochs", "layer", "max_train_examples"]
 
 
 def apply_and_build(path) -> None:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import tiny_model
 
 from quantgpt import QuantConfig, quantize_model
 from quantgpt.cli import main
@@ -43,7 +43,7 @@ def test_lm_eval_word_perplexity_equals_quantgpt_evaluate(tmp_path, shared_data,
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from quantgpt.harness import lm_eval_tasks
 
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(gpt2_tokenizer), n_positions=1024))
+    model = tiny_model("tiny", vocab_size=len(gpt2_tokenizer), n_positions=1024)
     quantize_model(model, QuantConfig(method="quantgpt", bits="4-4-8"))
     model_dir = tmp_path / "best"
     model.save_pretrained(model_dir)

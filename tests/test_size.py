@@ -1,11 +1,12 @@
-"""Size accounting reproduces the paper's Size column (SPEC section 8), from configs alone."""
+"""Size accounting reproduces the paper's Size column (docs/method.md#size-accounting), from configs alone."""
 
 import json
 
 import pytest
 
 from quantgpt.cli import main
-from quantgpt.size import count_parameters, load_model_config, model_size
+from quantgpt.model_configs import load_model_config
+from quantgpt.size import count_parameters, model_size
 
 PAPER = {  # model: (fp32 MiB, {bits: MiB}, tolerance)
     "gpt2": (474.7, {"8-8-8": 121.4, "4-4-8": 62.4, "2-2-8": 33.0}, 0.1),

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from quantgpt.cli import main
-from quantgpt.size import count_parameters, load_model_config, model_size
-from quantgpt.training.models import model_config_from
+from quantgpt.model_configs import load_model_config
+from quantgpt.size import count_parameters, model_size
 
 MIB = 2**20
 V = 1000
@@ -28,7 +28,7 @@ BY_HAND = {  # name: (weights, embedding, position, other)
 @pytest.mark.parametrize("name", BY_HAND)
 def test_parameter_counts_by_hand(name):
     weights, embedding, position, other = BY_HAND[name]
-    counts = count_parameters(model_config_from(name, vocab_size=V))
+    counts = count_parameters(load_model_config(name, vocab_size=V))
     assert (counts.weights, counts.embedding, counts.position, counts.other) == (weights, embedding, position, other)
 
 
@@ -36,17 +36,17 @@ def test_parameter_counts_by_hand(name):
 @pytest.mark.parametrize("accounting", ["paper", "exact"])
 def test_sizes_by_hand(name, accounting):
     weights, embedding, position, other = BY_HAND[name]
-    config = model_config_from(name, vocab_size=V)
+    config = load_model_config(name, vocab_size=V)
     report = model_size(config, "2-2-8", accounting)
     bits = 2 * weights + 2 * embedding + 32 * (position + other)
-    if accounting == "paper":  # the paper's second count of norms and biases, at W bits (SPEC section 8)
+    if accounting == "paper":  # the paper's second count of norms and biases, at W bits (docs/method.md#size-accounting)
         bits += 2 * other
     assert report.quantized_mib == pytest.approx(bits / 8 / MIB, abs=1e-3)
     assert report.fp32_mib == pytest.approx(4 * (weights + embedding + position + other) / MIB, abs=1e-3)
 
 
 def test_an_untied_head_kept_full_precision_counts_at_32_bits():
-    config = model_config_from("tiny-llama", vocab_size=V)
+    config = load_model_config("tiny-llama", vocab_size=V)
     counts = count_parameters(config, quantize_lm_head=False)
     assert counts.embedding == V * 256 and counts.head == V * 256
     kept, quantized = model_size(config, "2-2-8", "exact", quantize_lm_head=False), model_size(config, "2-2-8", "exact")
@@ -56,7 +56,7 @@ def test_an_untied_head_kept_full_precision_counts_at_32_bits():
 
 @pytest.mark.parametrize("name", BY_HAND)
 def test_cli_reads_the_config_json(tmp_path, capsys, name):
-    model_config_from(name, vocab_size=V).save_pretrained(tmp_path)
+    load_model_config(name, vocab_size=V).save_pretrained(tmp_path)
     assert main(["size", "--model-config", str(tmp_path / "config.json"), "--bits", "4-4-8", "--accounting", "exact", "--json"]) == 0
     weights, embedding, position, other = BY_HAND[name]
     expected = (4 * (weights + embedding) + 32 * (position + other)) / 8 / MIB

@@ -13,7 +13,8 @@ from .convert import quantize_model, quantizer_parameters
 from .export import export_packed, load_packed
 from .hf_quantizer import QuantgptQuantizationConfig  # registers quant_method "quantgpt" with Transformers
 from .serialization import CheckpointError, load_quantized
-from .size import load_model_config, model_size
+from .model_configs import load_model_config
+from .size import model_size
 
 __version__ = "0.1.0"
 

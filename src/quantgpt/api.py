@@ -1,17 +1,21 @@
-"""The Python API of the three training-side operations; the command line is a thin layer over it.
+"""The Python API: one verb per step of the pipeline; the command line and the testbed call these.
 
     task = load_task("lm", "../shared/data/gpt2-tokenizer", dataset="wikitext-2", data_dir="../shared/data")
-    finetune(task, TrainingConfig("runs/teacher", num_epochs=3), model="gpt2")          # the teacher
-    quantize(task, TrainingConfig("runs/q228"), teacher="runs/teacher/best",
-             quantization=QuantConfig("quantgpt", "2-2-8"))                             # QAT, SPEC Eq. 5
-    evaluate("runs/q228/best", task, split="test")                                     # {"perplexity": ...}
+    finetune(task, TrainingConfig("runs/teacher", num_epochs=3), model="gpt2")   # the full-precision teacher
+    student = prepare(teacher_model, QuantConfig("quantgpt", "2-2-8"))           # prepare: fake-quantize a copy
+    distill(task, TrainingConfig("runs/q228"), student, teacher_model)           # distill: QAT from the teacher
+    convert("runs/q228", "packed/q228")                                          # convert: low-bit export
+    evaluate("runs/q228/best", task, split="test")                              # {"perplexity": ...}
 
-Each training call writes a run directory (see `quantgpt.training.loop.train`) and returns a
-`TrainResult`. Under `accelerate launch` the same calls run on every process.
+`quantize(task, training, teacher="runs/teacher/best", quantization=...)` is prepare + distill from a
+saved teacher (`quantgpt quantize`). Each training call writes a run directory (see
+`quantgpt.training.loop.train`) and returns a `TrainResult`. Under `accelerate launch` the same
+calls run on every process.
 """
 
 from __future__ import annotations
 
+import copy
 import platform
 from pathlib import Path
 from typing import Any
@@ -23,10 +27,15 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from . import __version__
+from torch import nn
+
 from .config import QuantConfig
+from .convert import quantize_model
+from .export import export_gguf, export_packed
 from .training.config import TrainingConfig
 from .training.loop import TrainResult, make_accelerator, train
-from .training.models import check_model_source, fresh_model, model_config_from, pretrained_model, quantized_copy, saved_model
+from .model_configs import load_model_config
+from .training.models import check_model_source, fresh_model, freeze, pretrained_model, saved_model
 from .training.objectives import ObjectiveConfig, build_objective
 from .training.task import Task, task_class
 from .errors import UsageError
@@ -75,7 +84,7 @@ def finetune(
     if model is not None:
         check_model_source(model, "--model")
     else:
-        config = model_config_from(model_config, vocab_size=len(task.tokenizer))
+        config = load_model_config(model_config, vocab_size=len(task.tokenizer))
     _check_data(task, training)
     set_seed(training.seed)  # a fresh model's initialization is part of the run
     if model is not None:
@@ -103,6 +112,56 @@ def finetune(
     )
 
 
+def prepare(model: nn.Module, quantization: QuantConfig) -> nn.Module:
+    """The student: a copy of the full-precision `model` with fake-quantized weights and activations
+    (`quantize_model`); `model` itself is left as it is, to be the teacher."""
+    return quantize_model(copy.deepcopy(model), quantization)
+
+
+def distill(
+    task: Task,
+    training: TrainingConfig,
+    student: nn.Module,
+    teacher: nn.Module,
+    objective: ObjectiveConfig | None = None,
+    record: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train `student` to match the frozen `teacher` on `task` (quantization-aware training when the
+    student was made by `prepare`; plain distillation for a full-precision copy).
+
+    objective: by default the paper's for the student's method (`ObjectiveConfig.for_method`:
+    QuantGPT's L_logit + lam * L_cont, Eq. 5; logit distillation for the baselines and for an
+    unquantized student). `record` adds entries to the run record (run_config.json). The best
+    student is saved in `<output_dir>/best`, loadable with `load_quantized`.
+    """
+    quantization = getattr(student, "quantization_config", None)
+    method = quantization.method if isinstance(quantization, QuantConfig) else "full-precision"
+    objective_config = objective or ObjectiveConfig.for_method(method)
+    if objective_config.kind != "distill":
+        raise UsageError(f"distill trains from the teacher: objective kind must be 'distill', not {objective_config.kind!r}")
+    _check_data(task, training)
+    run_record = {
+        "command": "quantize" if isinstance(quantization, QuantConfig) else "distill",
+        "teacher": getattr(teacher.config, "_name_or_path", None) or None,
+        "quantization": quantization.to_dict() if isinstance(quantization, QuantConfig) else None,
+        "task": task.config(),
+        "objective": objective_config.to_dict(),
+        "environment": _environment(),
+        **(record or {}),
+    }
+    set_seed(training.seed)  # the contrastive projections' initialization is part of the run
+    return train(
+        student=student,
+        teacher=freeze(teacher),
+        task=task,
+        objective=build_objective(objective_config, student.config, teacher.config),
+        config=training,
+        tokenizer=task.tokenizer,
+        run_record=run_record,
+        description=f"{method} {quantization.bits}" if isinstance(quantization, QuantConfig) else "distill",
+    )
+
+
 def quantize(
     task: Task,
     training: TrainingConfig,
@@ -110,40 +169,23 @@ def quantize(
     quantization: QuantConfig,
     objective: ObjectiveConfig | None = None,
 ) -> TrainResult:
-    """Quantization-aware training of a student initialized from the full-precision `teacher`.
-
-    The student is a copy of the teacher, quantized with `quantization` (method and W-E-A bits),
-    then trained to match the frozen teacher: by default the paper's objective for the method
-    (QuantGPT: L_logit + lam * L_cont, Eq. 5; PACT / LSQ / LAQ: logit distillation). The best
-    student is saved in `<output_dir>/best`, loadable with `load_quantized`.
-    """
-    objective_config = objective or ObjectiveConfig.for_method(quantization.method)
-    if objective_config.kind != "distill":
-        raise UsageError(f"quantize distills from the teacher: objective kind must be 'distill', not {objective_config.kind!r}")
+    """Quantization-aware training from a saved full-precision `teacher` (a directory or hub name):
+    `prepare` a student from it with `quantization`, then `distill` it from the teacher."""
     check_model_source(teacher, "--teacher")
     _check_data(task, training)
-    set_seed(training.seed)  # the contrastive projections' initialization is part of the run
     teacher_model = pretrained_model(task.model_class(), teacher, role="--teacher")
     task.prepare_model(teacher_model)
-    student = quantized_copy(teacher_model, quantization)
-    record = {
-        "command": "quantize",
-        "teacher": str(teacher),
-        "quantization": quantization.to_dict(),
-        "task": task.config(),
-        "objective": objective_config.to_dict(),
-        "environment": _environment(),
-    }
-    return train(
-        student=student,
-        teacher=teacher_model,
-        task=task,
-        objective=build_objective(objective_config, student.config, teacher_model.config),
-        config=training,
-        tokenizer=task.tokenizer,
-        run_record=record,
-        description=f"{quantization.method} {quantization.bits}",
-    )
+    return distill(task, training, prepare(teacher_model, quantization), teacher_model, objective, {"teacher": str(teacher)})
+
+
+def convert(model_dir: str | Path, out: str | Path, format: str = "packed", **options: Any):
+    """Export a quantized model (a `save_pretrained` directory, or a run directory with best/) as real
+    low-bit weights: "packed" (a directory for quantgpt's runtime, `export_packed`) or "gguf" (one
+    file for llama.cpp, `export_gguf`); `options` go to that function."""
+    exporters = {"packed": export_packed, "gguf": export_gguf}
+    if format not in exporters:
+        raise UsageError(f"format={format!r} is not allowed: use one of {', '.join(exporters)}")
+    return exporters[format](model_dir, out, **options)
 
 
 def evaluate(model_dir: str | Path, task: Task, split: str, accelerator: Accelerator | None = None) -> dict[str, float]:

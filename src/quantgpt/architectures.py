@@ -1,7 +1,7 @@
 """What quantize_model needs to know about each architecture, kept to one small table.
 
 Adding a decoder family means adding a row here: which linear layers are quantized, which of them
-read the output of a non-negative activation (GeLU, ReLU: an asymmetric input, SPEC section 4),
+read the output of a non-negative activation (GeLU, ReLU: an asymmetric input, docs/method.md#activation-quantizers),
 where the word embedding sits and which attention modules route through the quantized attention
 function. docs/method.md ("Where the quantizers go") gives the placement for every family below.
 """
@@ -48,27 +48,13 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         attention_classes=("BartAttention",),
     ),
     # Llama-family decoders: SwiGLU's product act(gate) * up is signed, so every input is symmetric.
-    "llama": ArchitectureSpec(
-        model_classes=("LlamaForCausalLM",),
-        linear_layers=_LLAMA_LINEARS,
-        nonnegative_inputs=(),
-        word_embedding="model.embed_tokens",
-        attention_classes=("LlamaAttention",),
-    ),
-    "mistral": ArchitectureSpec(
-        model_classes=("MistralForCausalLM",),
-        linear_layers=_LLAMA_LINEARS,
-        nonnegative_inputs=(),
-        word_embedding="model.embed_tokens",
-        attention_classes=("MistralAttention",),
-    ),
-    "qwen2": ArchitectureSpec(
-        model_classes=("Qwen2ForCausalLM",),
-        linear_layers=_LLAMA_LINEARS,
-        nonnegative_inputs=(),
-        word_embedding="model.embed_tokens",
-        attention_classes=("Qwen2Attention",),
-    ),
+    **{
+        family: ArchitectureSpec(
+            model_classes=(f"{prefix}ForCausalLM",), linear_layers=_LLAMA_LINEARS, nonnegative_inputs=(),
+            word_embedding="model.embed_tokens", attention_classes=(f"{prefix}Attention",),
+        )
+        for family, prefix in (("llama", "Llama"), ("mistral", "Mistral"), ("qwen2", "Qwen2"))
+    },
     # OPT: fc2 reads the ReLU output; project_in / project_out exist when word_embed_proj_dim differs.
     "opt": ArchitectureSpec(
         model_classes=("OPTForCausalLM",),

@@ -1,7 +1,7 @@
 """Quantized attention, registered with Transformers' attention-function registry.
 
 Queries, keys and values are quantized symmetrically and the attention probabilities
-asymmetrically (SPEC section 4). The quantizers live on each attention module
+asymmetrically (docs/method.md#activation-quantizers). The quantizers live on each attention module
 (`module.attention_quantizers`), placed there by `quantize_model`; the function itself is the
 eager attention computation with those four quantization points.
 """

@@ -114,7 +114,20 @@ def _apply_yaml_defaults(parser: argparse.ArgumentParser, path: str) -> None:
     for action in parser._actions:
         actions.setdefault(action.dest, action)
     known = set(actions) - {"help", "config"}
-    values = {str(key).replace("-", "_"): value for key, value in data.items()}
+    # A key is a setting's name (the flag's dest); an older flag spelling (lr for learning_rate) still works.
+    spellings = {
+        option.lstrip("-").replace("-", "_"): action.dest
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and not (action.nargs == 0 and option.startswith("--no-"))
+    }
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        dest = name if name in known else spellings.get(name, name)
+        if dest in values:
+            raise UsageError(f"--config {path}: {key} sets {dest} a second time; keep one of them")
+        values[dest] = value
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"--config {path}: unknown keys {unknown}; allowed are {sorted(known)}")

@@ -1,31 +1,30 @@
 """Bit widths (`W-E-A`) and the quantization config that `quantize_model` takes.
 
 Both validate when built: a bad value fails at once with a message naming the field, the value and
-what is allowed (SPEC section 1).
+what is allowed (docs/method.md#bit-widths).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import QuantgptError
+from .errors import ConfigError
+from .quantizers import weight_methods
+from .quantizers.pact import PACT_INITS
+from .settings import setting, validate
+from .validators import boolean, integer, one_of, strings
 
 MIN_BITS = 2
 MAX_BITS = 8
 
-WEIGHT_METHODS = ("quantgpt", "pact", "lsq", "laq", "rtn")
 ACTIVATION_RANGES = ("minmax",)
-
-
-class ConfigError(QuantgptError, ValueError):
-    """A configuration value is out of range; the message names the field, the value and what is allowed."""
 
 
 @dataclass(frozen=True)
 class BitWidths:
-    """Bits for Transformer weights, the word embedding and activations (SPEC section 1)."""
+    """Bits for Transformer weights, the word embedding and activations (docs/method.md#bit-widths)."""
 
     weight: int
     embedding: int
@@ -68,46 +67,36 @@ class BitWidths:
 class QuantConfig:
     """How to quantize a model: the method for weights and embedding, bit widths, activation settings.
 
-    `method` picks the weight/embedding quantizer: "quantgpt" (module-wise dynamic scaling, Eq. 6-7),
-    "pact", "lsq", "laq" (the paper's baselines) or "rtn" (round-to-nearest, post-training).
+    `method` picks the weight/embedding quantizer among the registered ones (`quantizers`):
+    "quantgpt" (module-wise dynamic scaling, Eq. 6-7), "pact", "lsq", "laq" (the paper's
+    baselines), "rtn" (round-to-nearest, post-training) or "torchao" (torchao's fake quantizer).
     `quantize_activations=False` keeps activations in full precision (for ablations and probes).
-    `quantize_values` also quantizes attention values (a matrix-multiplication input; SPEC section 4).
-    `masked_ste` zeroes the weight gradient outside the clipping range (SPEC section 2, a choice).
+    `quantize_values` also quantizes attention values (a matrix-multiplication input; docs/method.md#activation-quantizers).
+    `masked_ste` zeroes the weight gradient outside the clipping range (docs/method.md#weight-quantizer; a choice).
+    `pact_init` starts PACT's clipping factors at the paper's 2.5 ("paper") or at the weight's own
+    range ("weights": max(w) and max(-w), an option beyond the paper; see `PACTQuantizer`).
     `modules_to_not_convert` lists module-name suffixes left in full precision.
     `quantize_lm_head` quantizes an untied LM head row-wise at the embedding's bits, as the paper
     quantizes its output layer with the embedding; False keeps it full precision. A tied head is the
     embedding itself and is quantized with it either way.
     """
 
-    method: str = "quantgpt"
-    bits: BitWidths = field(default_factory=lambda: BitWidths(2, 2, 8))
-    quantize_activations: bool = True
-    quantize_values: bool = True
-    activation_range: str = "minmax"
-    masked_ste: bool = False
-    laq_iterations: int = 2
-    modules_to_not_convert: tuple[str, ...] = ()
-    quantize_lm_head: bool = True
+    method: str = setting("quantgpt", one_of(weight_methods), "weight quantizer")
+    bits: BitWidths = setting(
+        factory=lambda: BitWidths(2, 2, 8), parse=str, help="W-E-A bit widths: weights, word embedding, activations"
+    )
+    quantize_activations: bool = setting(True, boolean(), "8-bit activations")
+    quantize_values: bool = setting(True, boolean(), "quantize attention values too", cli=False)
+    activation_range: str = setting("minmax", one_of(ACTIVATION_RANGES), cli=False)
+    masked_ste: bool = setting(False, boolean(), cli=False)
+    laq_iterations: int = setting(2, integer(1), cli=False)
+    pact_init: str = setting("paper", one_of(PACT_INITS), "PACT's clip factors start at the paper's 2.5, or at the weights' range")
+    modules_to_not_convert: tuple[str, ...] = setting((), strings(), cli=False)
+    quantize_lm_head: bool = setting(True, boolean(), cli=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bits", BitWidths.parse(self.bits))
-        names = self.modules_to_not_convert
-        if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
-            raise ConfigError(f"modules_to_not_convert={names!r} is not allowed: use a list of module-name suffixes")
-        object.__setattr__(self, "modules_to_not_convert", tuple(names))
-        for name in ("quantize_activations", "quantize_values", "masked_ste"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed: use True or False")
-        if self.method not in WEIGHT_METHODS:
-            raise ConfigError(f"method={self.method!r} is not allowed: use one of {', '.join(WEIGHT_METHODS)}")
-        if self.activation_range not in ACTIVATION_RANGES:
-            raise ConfigError(
-                f"activation_range={self.activation_range!r} is not allowed: use one of {', '.join(ACTIVATION_RANGES)}"
-            )
-        if isinstance(self.laq_iterations, bool) or not isinstance(self.laq_iterations, int) or self.laq_iterations < 1:
-            raise ConfigError(f"laq_iterations={self.laq_iterations!r} is not allowed: use an integer >= 1")
-        if not isinstance(self.quantize_lm_head, bool):
-            raise ConfigError(f"quantize_lm_head={self.quantize_lm_head!r} is not allowed: use True or False")
+        validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, as stored under `quantization_config` in config.json."""

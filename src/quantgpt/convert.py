@@ -10,17 +10,11 @@ from .architectures import ArchitectureSpec, architecture_of, matches
 from .attention import ATTENTION_IMPLEMENTATION, AttentionQuantizers, register_attention
 from .config import QuantConfig
 from .layers import QuantEmbedding, QuantLinear, QuantTiedHead
-from .quantizers import WEIGHT_QUANTIZERS, ActivationQuantizer, WeightQuantizer
+from .quantizers import ActivationQuantizer, WeightQuantizer, weight_quantizer_class
 
 
-def _weight_quantizer(config: QuantConfig, bits: int, rows: int | None = None) -> WeightQuantizer:
-    cls = WEIGHT_QUANTIZERS[config.method]
-    kwargs: dict = {"per_row": rows is not None, "rows": rows}
-    if config.method == "quantgpt":
-        kwargs["masked_ste"] = config.masked_ste
-    if config.method == "laq":
-        kwargs["iterations"] = config.laq_iterations
-    return cls(bits, **kwargs)
+def _weight_quantizer(config: QuantConfig, bits: int, rows: int | None = None, transposed: bool = False) -> WeightQuantizer:
+    return weight_quantizer_class(config.method).from_config(bits, config, rows=rows, transposed=transposed)
 
 
 def _input_quantizer(config: QuantConfig, symmetric: bool = True) -> ActivationQuantizer | None:
@@ -47,7 +41,7 @@ def _quantize_linears(model: nn.Module, spec: ArchitectureSpec, config: QuantCon
         quantized = QuantLinear(
             module.weight,
             module.bias,
-            _weight_quantizer(config, config.bits.weight),
+            _weight_quantizer(config, config.bits.weight, transposed=transposed),
             _input_quantizer(config, symmetric=not matches(name, spec.nonnegative_inputs)),
             transposed=transposed,
         )
@@ -126,7 +120,17 @@ def quantized_weight_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 def quantizer_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Learned quantizer parameters (gamma, PACT's factors, LSQ's step): they get their own learning rate."""
-    return [p for name, p in model.named_parameters() if "weight_quantizer." in name]
+    found: dict[int, nn.Parameter] = {}
+    for module in quantized_weight_modules(model).values():
+        for parameter in module.weight_quantizer.learnable_parameters():
+            found.setdefault(id(parameter), parameter)
+    return list(found.values())
+
+
+def after_optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Each weight quantizer's hook after an optimizer step (LAQ takes Adam's second moments)."""
+    for module in quantized_weight_modules(model).values():
+        module.weight_quantizer.after_optimizer_step(module.weight, optimizer)
 
 
 @torch.no_grad()

@@ -21,6 +21,10 @@ class UsageError(QuantgptError, ValueError):
     """A flag or argument value is not allowed."""
 
 
+class ConfigError(UsageError):
+    """A setting's value is out of range; the message names the setting, the value and what is allowed."""
+
+
 class InputFileError(QuantgptError, ValueError):
     """A file the user gave (config.json, YAML, weights, run directory) is missing, damaged or of the wrong kind."""
 

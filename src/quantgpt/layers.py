@@ -15,7 +15,7 @@ from .quantizers import ActivationQuantizer, WeightQuantizer
 
 
 class QuantLinear(nn.Module):
-    """y = x_q @ Q(W)^T + b, with x_q the 8-bit input (SPEC sections 2 and 4).
+    """y = x_q @ Q(W)^T + b, with x_q the 8-bit input (docs/method.md#weight-quantizer, #activation-quantizers).
 
     `transposed` is True for GPT-2's Conv1D, which stores the weight as (in, out).
     """
@@ -59,7 +59,7 @@ class QuantLinear(nn.Module):
 
 
 class QuantEmbedding(nn.Module):
-    """The word embedding quantized row-wise (one clipping factor per token, SPEC section 2).
+    """The word embedding quantized row-wise (one clipping factor per token, docs/method.md#weight-quantizer).
 
     A module tied to another word embedding (BART's encoder and decoder `embed_tokens`) is built with
     `source=` that embedding: it shares the weight Parameter and borrows the source's quantizer, so
@@ -85,13 +85,8 @@ class QuantEmbedding(nn.Module):
         self.padding_idx = padding_idx
         self.embed_scale = embed_scale
 
-    @property
-    def num_embeddings(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.weight.shape[1]
+    num_embeddings = property(lambda self: self.weight.shape[0])  # nn.Embedding's attributes
+    embedding_dim = property(lambda self: self.weight.shape[1])
 
     @property
     def quantizer(self) -> WeightQuantizer:

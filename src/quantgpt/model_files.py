@@ -26,6 +26,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import logging as transformers_logging
 
 from .errors import InputFileError, MissingInputError
+from .validators import is_int
 
 CONFIG_FILE = "config.json"
 SAFE_WEIGHTS = "model.safetensors"
@@ -95,7 +96,7 @@ def _check_size_values(data: dict[str, Any], source: Path) -> None:
         value = data.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        if not is_int(value) or not 1 <= value <= MAX_SIZE:
             raise InputFileError(f"{source}: {name}={value!r} is not allowed: use an integer from 1 to {MAX_SIZE}")
 
 

@@ -1,4 +1,4 @@
-"""Model size in the paper's accounting (SPEC section 8), from a configuration alone.
+"""Model size in the paper's accounting (docs/method.md#size-accounting), from a configuration alone.
 
 Weight matrices of the Transformer layers count at W bits, the word embedding at E bits, and
 everything else (position embedding, LayerNorm / RMSNorm, biases) at 32 bits; per-module and
@@ -16,38 +16,18 @@ with the 123.65 M parameters it calls quantized (all but the position embedding)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import BartConfig, GPT2Config, PretrainedConfig
+from transformers import PretrainedConfig
 
 from .architectures import ARCHITECTURES, UnsupportedArchitectureError, matches
 from .config import BitWidths, ConfigError
-from .errors import MissingInputError
 from .jsonio import dumps_json
-from .model_files import CONFIG_FILE, read_model_config
 from .serialization import model_class_for
 
 MIB = 2**20
 ACCOUNTINGS = ("paper", "exact")
-
-# Configurations known offline: the hub is out of reach, and the paper's two models are small to spell out.
-KNOWN_CONFIGS = {
-    "gpt2": lambda: GPT2Config(architectures=["GPT2LMHeadModel"]),
-    "bart-base": lambda: BartConfig(
-        architectures=["BartForConditionalGeneration"],
-        vocab_size=50265,
-        d_model=768,
-        encoder_layers=6,
-        decoder_layers=6,
-        encoder_attention_heads=12,
-        decoder_attention_heads=12,
-        encoder_ffn_dim=3072,
-        decoder_ffn_dim=3072,
-        max_position_embeddings=1024,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -74,24 +54,6 @@ class SizeReport:
 
     def to_json(self) -> str:
         return dumps_json({"fp32_mib": self.fp32_mib, "quantized_mib": self.quantized_mib, "ratio": self.ratio})
-
-
-def load_model_config(name_or_path: str) -> PretrainedConfig:
-    """A known name (`gpt2`, `bart-base`, the random tiny ones: `tiny-llama`, ...), a `config.json`
-    file, or a directory holding one."""
-    from .training.models import TINY_CONFIGS  # it imports this module
-
-    if name_or_path in KNOWN_CONFIGS:
-        return KNOWN_CONFIGS[name_or_path]()
-    if name_or_path in TINY_CONFIGS:
-        return TINY_CONFIGS[name_or_path]()
-    path = Path(name_or_path).expanduser()
-    if path.is_file() or (path / CONFIG_FILE).is_file():
-        return read_model_config(path)
-    known = ", ".join([*KNOWN_CONFIGS, *TINY_CONFIGS])
-    raise MissingInputError(
-        f"model config {name_or_path!r} not found: use one of {known}, a JSON config file or a directory holding config.json"
-    )
 
 
 def count_parameters(config: PretrainedConfig, quantize_lm_head: bool = True) -> ParameterCounts:

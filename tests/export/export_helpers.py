@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2DoubleHeadsModel, GPT2LMHeadModel
+from tiny_models import tiny_model
+from transformers import GPT2DoubleHeadsModel, GPT2LMHeadModel
 from transformers.utils import logging as transformers_logging
 
 from quantgpt import QuantConfig, quantize_model
@@ -16,20 +17,14 @@ PACT_NEG, PACT_POS = 0.03, 0.05  # PACT's 2.5 init would zero every weight of st
 
 
 def tiny_gpt2(vocab: int = VOCAB, double_heads: bool = False, tie: bool = True, init: float = 0.02):
-    config = GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=vocab, initializer_range=init,
-        tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0,
-    )
-    return (GPT2DoubleHeadsModel if double_heads else GPT2LMHeadModel)(config).eval()
+    return tiny_model(
+        "tiny", model_class=GPT2DoubleHeadsModel if double_heads else GPT2LMHeadModel, n_positions=64, vocab_size=vocab,
+        initializer_range=init, tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0,
+    ).eval()
 
 
 def tiny_bart(vocab: int = VOCAB):
-    config = BartConfig(
-        vocab_size=vocab, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-        scale_embedding=True,
-    )
-    return BartForConditionalGeneration(config).eval()
+    return tiny_model("tiny-bart", vocab_size=vocab, max_position_embeddings=64, scale_embedding=True).eval()
 
 
 def quantized(model, method: str = "quantgpt", bits: str = "2-2-8", **options):

@@ -7,12 +7,13 @@ import sys
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from export_helpers import quantized
 from quantgpt.cli import main
 from quantgpt.tasks.language_modeling import load_lm_text
 from quantgpt.testbed.tokenizer import train_bpe_tokenizer
+from tiny_models import tiny_config
 
 pytest.importorskip("gguf")
 
@@ -22,8 +23,8 @@ def run_dir(tmp_path_factory, shared_data):
     """A training run's layout: RUN/best holds a 2-2-8 model of width 256 and its tokenizer."""
     tokenizer = train_bpe_tokenizer(load_lm_text("wikitext-2", "valid", shared_data)[:400], vocab_size=512)
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=256, n_head=4, n_positions=64, vocab_size=len(tokenizer),
-                        bos_token_id=0, eos_token_id=0)
+    config = tiny_config("tiny", n_embd=256, n_head=4, n_positions=64, vocab_size=len(tokenizer),
+                         bos_token_id=0, eos_token_id=0)
     run = tmp_path_factory.mktemp("run")
     quantized(GPT2LMHeadModel(config).eval(), bits="2-2-8").save_pretrained(run / "best")
     tokenizer.save_pretrained(run / "best")

@@ -24,13 +24,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config
 
 from quantgpt.cli import main
 from quantgpt.serialization import load_quantized
 from quantgpt.tasks.language_modeling import load_lm_text
 from quantgpt.testbed.tokenizer import save_tokenizer, train_bpe_tokenizer
-from quantgpt.training.models import model_config_from
+
+from tiny_models import tiny_config
 
 # One worker runs the whole file (`make test` distributes with --dist loadgroup): the model is trained once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf-llama-cpp")]
@@ -66,12 +66,10 @@ def tokenizer_dir(tmp_path_factory, shared_data):
 
 
 def _model_config(family: str, vocab_size: int):
+    tokens = {"vocab_size": vocab_size, "bos_token_id": 0, "eos_token_id": 0}  # the tokenizer's <|endoftext|>
     if family == "gpt2":
-        return GPT2Config(n_layer=2, n_embd=256, n_head=4, n_positions=BLOCK, vocab_size=vocab_size,
-                          bos_token_id=0, eos_token_id=0)
-    config = model_config_from(f"tiny-{family}", vocab_size)  # width 256, 2 layers, grouped-query attention
-    config.update({"bos_token_id": 0, "eos_token_id": 0})  # the tokenizer's <|endoftext|>
-    return config
+        return tiny_config("tiny", n_embd=256, n_head=4, n_positions=BLOCK, **tokens)
+    return tiny_config(f"tiny-{family}", **tokens)  # width 256, 2 layers, grouped-query attention
 
 
 @pytest.fixture(scope="module")

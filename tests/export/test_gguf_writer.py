@@ -15,21 +15,14 @@ import pytest
 import torch
 from decoder_models import tiny_opt
 from export_helpers import quantized, tiny_bart
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    Qwen2ForCausalLM,
-)
+from tiny_models import tiny_config
+from transformers import GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 
 from quantgpt.errors import OutputPathError, UsageError
 from quantgpt.export.exporter import packed_entries
 from quantgpt.export.packed_format import PackedTensor
 from quantgpt.tasks.language_modeling import load_lm_text
 from quantgpt.testbed.tokenizer import train_bpe_tokenizer
-from quantgpt.training.models import TINY_CONFIGS
 
 gguf = pytest.importorskip("gguf")
 from quantgpt.export.gguf_writer import (  # noqa: E402
@@ -50,15 +43,15 @@ def tokenizer(shared_data):
 
 def gpt2(tokenizer, width: int = 256, bits: str = "2-2-8", method: str = "quantgpt", tie: bool = True):
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=width, n_head=4, n_positions=64, vocab_size=len(tokenizer),
-                        bos_token_id=0, eos_token_id=0, tie_word_embeddings=tie)
+    config = tiny_config("tiny", n_embd=width, n_head=4, n_positions=64, vocab_size=len(tokenizer),
+                         bos_token_id=0, eos_token_id=0, tie_word_embeddings=tie)
     return quantized(GPT2LMHeadModel(config).eval(), method=method, bits=bits)
 
 
 def rope_decoder(model_class, tokenizer, bits: str = "2-2-8", config_name: str | None = None, **options):
     torch.manual_seed(0)
-    config = TINY_CONFIGS[config_name]() if config_name else MistralConfig(**options)
-    config.update({"vocab_size": len(tokenizer), "bos_token_id": 0, "eos_token_id": 0, **options})
+    config = tiny_config(config_name or "tiny-mistral", vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=0,
+                         **options)
     return quantized(model_class(config).eval(), bits=bits)
 
 

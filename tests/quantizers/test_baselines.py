@@ -190,3 +190,21 @@ def test_codes_reproduce_forward_and_stay_on_grid(cls, bits):
     torch.testing.assert_close(codes.float() * scales, quantizer(w).detach())
     for row in quantizer(w).detach():
         assert row.unique().numel() <= 2 * k + 1
+
+
+def test_pact_initialized_from_the_weights_clips_nothing_at_the_start():
+    w = torch.tensor([[0.06, -0.2, 0.1], [-0.03, 0.04, 0.01]])
+    layer_wise = PACTQuantizer(2, init_from="weights")
+    layer_wise.initialize(w)
+    assert float(layer_wise.alpha_pos.detach()) == pytest.approx(0.1) and float(layer_wise.alpha_neg.detach()) == pytest.approx(0.2)
+    row_wise = PACTQuantizer(2, per_row=True, rows=2, init_from="weights")
+    row_wise.initialize(w)
+    assert row_wise.alpha_pos.flatten().tolist() == pytest.approx([0.1, 0.04])
+    assert row_wise.alpha_neg.flatten().tolist() == pytest.approx([0.2, 0.03])
+    # Ternary on [-0.2, 0.1]: each side rounds on its own grid, nothing rounds to zero for lack of range.
+    assert layer_wise(w).tolist()[0] == pytest.approx([0.1, -0.2, 0.1])
+    paper = PACTQuantizer(2)
+    paper.initialize(w)
+    assert float(paper.alpha_pos) == 2.5 and bool((paper(w) == 0).all())  # the paper's 2.5: every weight is 0
+    with pytest.raises(ValueError, match="init_from"):
+        PACTQuantizer(2, init_from="max")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2DoubleHeadsModel
+from transformers import GPT2DoubleHeadsModel
 
 from quantgpt import QuantConfig, quantize_model
 from quantgpt.convert import quantized_weight_modules
@@ -19,6 +19,8 @@ from quantgpt.tasks.personachat_task import (
     double_head_loss,
 )
 from quantgpt.training.objectives import ObjectiveConfig, build_objective
+
+import tiny_models  # its tiny_model, not this module's fixture of that name
 
 CPU = SimpleNamespace(process_index=0, num_processes=1, device=torch.device("cpu"), is_main_process=True)
 LN2 = math.log(2.0)
@@ -33,9 +35,7 @@ def task(shared_data):
 
 @pytest.fixture(scope="module")
 def tiny_model(task):
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50257)
-    model = GPT2DoubleHeadsModel(config)
+    model = tiny_models.tiny_model("tiny", seed=0, model_class=GPT2DoubleHeadsModel, vocab_size=50257)
     task.prepare_model(model)
     return model.eval()
 
@@ -174,7 +174,7 @@ def test_splits_candidates_and_caps(task):
 
 
 def test_prepare_model_is_idempotent(task):
-    model = GPT2DoubleHeadsModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50257))
+    model = tiny_models.tiny_model("tiny", model_class=GPT2DoubleHeadsModel, n_layer=1, n_embd=8, vocab_size=50257)
     task.prepare_model(model)
     task.prepare_model(model)
     assert model.get_input_embeddings().num_embeddings == len(task.tokenizer) == 50262
@@ -183,8 +183,8 @@ def test_prepare_model_is_idempotent(task):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ({"train_candidates": 21}, r"train_candidates=21: allowed is an integer in \[1, 20\]"),
-        ({"distill_candidates": "some"}, "distill_candidates='some': allowed are true, all"),
+        ({"train_candidates": 21}, r"train_candidates=21: allowed is an integer from 1 to 20"),
+        ({"distill_candidates": "some"}, "distill_candidates='some': allowed is one of true, all"),
         ({"mc_coef": -1.0}, "mc_coef=-1.0: allowed is a number >= 0"),
         ({"max_history": -1}, "max_history=-1: allowed is an integer >= 0"),
     ],

@@ -5,11 +5,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import BartConfig, BartForConditionalGeneration
 
 import quantgpt.tasks.summarization_task as summarization_task
 from quantgpt.tasks.summarization_task import SummarizationTask, seq2seq_distill_targets
 from quantgpt.training.objectives import ObjectiveConfig, build_objective
+
+from tiny_models import tiny_model
 
 CPU = SimpleNamespace(process_index=0, num_processes=1, device=torch.device("cpu"), is_main_process=True)
 
@@ -24,12 +25,7 @@ def task(bart_tokenizer, shared_data):
 
 @pytest.fixture(scope="module")
 def tiny_bart(bart_tokenizer):
-    torch.manual_seed(0)
-    config = BartConfig(
-        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=len(bart_tokenizer),
-    )
-    return BartForConditionalGeneration(config).eval()
+    return tiny_model("tiny-bart", seed=0, vocab_size=len(bart_tokenizer)).eval()
 
 
 def test_collator_builds_the_decoder_inputs_by_hand(task):
@@ -120,7 +116,7 @@ def test_prepare_model_takes_the_decoder_start_token(bart_tokenizer):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ({"contrastive_states": "middle"}, "contrastive_states='middle': allowed are decoder, encoder"),
+        ({"contrastive_states": "middle"}, "contrastive_states='middle': allowed is one of decoder, encoder"),
         ({"num_beams": 0}, "num_beams=0: allowed is an integer >= 1"),
         ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size=-1: allowed is None or an integer >= 0"),
     ],

@@ -3,7 +3,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from quantgpt.tasks import (
     DataError,
@@ -13,6 +12,8 @@ from quantgpt.tasks import (
     make_lm_dataloader,
     tokenize_to_blocks,
 )
+
+from tiny_models import tiny_model
 
 # The release's line counts (../shared/data/README.md).
 LINE_COUNTS = [
@@ -117,8 +118,7 @@ def test_uniform_model_has_perplexity_vocab_size():
 
 
 def test_perplexity_is_token_weighted_like_a_loop_over_tokens(shared_data, gpt2_tokenizer):
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64))
+    model = tiny_model("tiny", seed=0, n_positions=64)
     lines = load_lm_text("wikitext-2", "test", shared_data)[:8]
     blocks = tokenize_to_blocks(lines, gpt2_tokenizer, block_size=48, keep_tail=True)
     assert blocks[-1].numel() < 48  # unequal blocks: a mean of batch means would differ

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2DoubleHeadsModel, PreTrainedTokenizerFast
+from transformers import GPT2DoubleHeadsModel, PreTrainedTokenizerFast
 
 from quantgpt.tasks import (
     DataError,
@@ -21,6 +21,8 @@ from quantgpt.tasks import (
     sample_distractors,
 )
 from quantgpt.tokenization import load_gpt2_tokenizer
+
+from tiny_models import tiny_model
 
 FIXTURES = "persona-chat/parlai-fixtures/personachat_self_original_{split}.yml"
 WORDS = "<unk> i like cats hello hi do you dogs no yes".split()
@@ -178,8 +180,7 @@ def test_hits_at_1_with_known_choice_logits():
 
 def test_hits_at_1_of_a_tiny_double_head_model_on_the_fixture(shared_data):
     tokenizer = load_gpt2_tokenizer(shared_data / "gpt2-tokenizer")  # a fresh one: special tokens get added
-    torch.manual_seed(0)
-    model = GPT2DoubleHeadsModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=512))
+    model = tiny_model("tiny", seed=0, model_class=GPT2DoubleHeadsModel, n_positions=512)
     add_personachat_special_tokens(tokenizer, model)
     assert model.get_input_embeddings().num_embeddings == len(tokenizer) == 50262
     examples = load_parlai_fixture(shared_data / FIXTURES.format(split="valid"))

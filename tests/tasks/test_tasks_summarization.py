@@ -1,6 +1,4 @@
 import pytest
-import torch
-from transformers import BartConfig, BartForConditionalGeneration
 
 from quantgpt.tasks import (
     DataError,
@@ -10,6 +8,8 @@ from quantgpt.tasks import (
     rouge_scores,
     tokenize_summarization,
 )
+
+from tiny_models import tiny_model
 
 
 def test_load_local_xsum_splits(shared_data):
@@ -65,13 +65,7 @@ def test_tokenize_and_collate_for_bart(shared_data, bart_tokenizer):
 
 
 def test_generation_gives_one_summary_per_document(shared_data, bart_tokenizer):
-    torch.manual_seed(0)
-    config = BartConfig(
-        vocab_size=len(bart_tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_position_embeddings=128,
-    )  # fmt: skip
-    model = BartForConditionalGeneration(config)
+    model = tiny_model("tiny-bart", seed=0, vocab_size=len(bart_tokenizer), max_position_embeddings=128)
     documents = load_xsum("sample", shared_data)["document"][:3]
     summaries = generate_summaries(
         model, bart_tokenizer, documents, max_new_tokens=4, batch_size=2, max_source_length=64, progress=False

@@ -1,4 +1,4 @@
-"""The torchao peer: torchao's fake quantizer behind this package's interface, on a tiny GPT-2.
+"""The torchao peer: torchao's fake quantizer registered as method "torchao", on a tiny GPT-2.
 
 torchao is an optional extra for users (`pip install quantgpt[peers]`) and part of the dev extra, so
 these tests run in `make test`; without it a user's job refuses the peer with the install command."""
@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import tiny_model
 
+from quantgpt import QuantConfig
+from quantgpt.api import prepare
 from quantgpt.convert import quantized_weight_modules
 from quantgpt.testbed import peers
 from quantgpt.testbed.job import TestbedJob
@@ -22,8 +24,8 @@ def test_job_without_torchao_names_the_install_command(monkeypatch):
 
 
 def test_torchao_student_has_per_output_channel_grids():
-    teacher = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=8)).eval()
-    student = peers.torchao_student(teacher, "2-2-8")
+    teacher = tiny_model("tiny", n_layer=1, n_embd=16, vocab_size=50, n_positions=8).eval()
+    student = prepare(teacher, QuantConfig(method="torchao", bits="2-2-8"))
     modules = quantized_weight_modules(student)
     assert set(modules) == {"transformer.wte", "transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
                             "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj"}

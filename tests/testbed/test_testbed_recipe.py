@@ -15,6 +15,8 @@ from quantgpt.testbed.recipe import DEFAULT_TEACHER, QATRecipe, TeacherRecipe
 def test_key_is_stable_and_follows_every_setting():
     assert TeacherRecipe().key() == DEFAULT_TEACHER.key()
     assert len(DEFAULT_TEACHER.key()) == 12
+    # The cached teachers' names: a change of the recipe's fields (names, order, types, defaults) changes them.
+    assert (DEFAULT_TEACHER.key(), TeacherRecipe(architecture="llama").key()) == ("4bf9a4fc1763", "7b94026ee010")
     keys = {dataclasses.replace(DEFAULT_TEACHER, finetune_steps=901).key(), dataclasses.replace(DEFAULT_TEACHER, seed=1).key()}
     assert DEFAULT_TEACHER.key() not in keys and len(keys) == 2
 
@@ -66,12 +68,21 @@ def test_quantizer_learning_rate_per_method_and_its_flag(tmp_path):
     qat = QATRecipe(quantizer_learning_rate=1e-3, method_quantizer_learning_rates={"quantgpt": 2e-2})
     assert qat.quantizer_learning_rate_of("quantgpt") == 2e-2
     assert qat.quantizer_learning_rate_of("lsq") == 1e-3
-    with pytest.raises(ValueError, match=r"method_quantizer_learning_rates\['lsq'\]=0"):
+    with pytest.raises(ValueError, match=r"method_quantizer_learning_rates=\{'lsq': 0\}: allowed is a mapping"):
         QATRecipe(method_quantizer_learning_rates={"lsq": 0})
     from quantgpt.testbed.arguments import parse_rates
 
     assert parse_rates("quantgpt=0.05, lsq=1e-3") == {"quantgpt": 0.05, "lsq": 0.001}
     assert parse_rates("") == {}
+    # The flag is the field's (parse_rates its parser); not given, the named recipe's value stays.
+    from quantgpt import settings
+    from quantgpt.cli import build_parser
+
+    _, subparsers = build_parser()
+    args = subparsers["run"].parse_args(["--qat-method-quantizer-learning-rates", "lsq=0.01", "--qat-steps", "3"])
+    changed = settings.from_args(QATRecipe, args, prefix="qat_", base=QATRecipe())
+    assert changed == dataclasses.replace(QATRecipe(), steps=3, method_quantizer_learning_rates={"lsq": 0.01})
+    assert settings.from_args(QATRecipe, subparsers["run"].parse_args([]), prefix="qat_", base=QATRecipe()) == QATRecipe()
 
 
 def test_contrastive_weight_sets_quantgpts_lambda_and_zero_drops_the_loss():

@@ -10,7 +10,7 @@ import torch
 
 from quantgpt.cli import main
 from quantgpt.quantizers import DynamicScalingQuantizer, LAQQuantizer, LSQQuantizer, PACTQuantizer
-from quantgpt.report import FIGURE_FILES, ResultRow, clipping_range, perplexity_ratios, table1_markdown
+from quantgpt.report import FIGURE_FILES, ResultRow, perplexity_ratios, table1_markdown
 from quantgpt.testbed.measure import seconds_per_step
 
 from testbed_png import assert_png, png_size
@@ -45,19 +45,19 @@ def test_clipping_ranges_by_hand():
     quantgpt = DynamicScalingQuantizer(2)
     with torch.no_grad():
         quantgpt.gamma.fill_(2.0)
-    low, high = clipping_range(quantgpt, w)
+    low, high = quantgpt.clipping_range(w)
     assert math.isclose(float(high), 0.5, rel_tol=1e-6) and math.isclose(float(low), -0.5, rel_tol=1e-6)  # gamma * mean|w|, Eq. 6
     pact = PACTQuantizer(2)
     with torch.no_grad():
         pact.alpha_neg.fill_(0.7)
-    assert [round(float(v), 6) for v in clipping_range(pact, w)] == [-0.7, 2.5]
+    assert [round(float(v), 6) for v in pact.clipping_range(w)] == [-0.7, 2.5]
     lsq = LSQQuantizer(4)  # Q_P = 7
     with torch.no_grad():
         lsq.step.fill_(0.05)
-    assert math.isclose(float(clipping_range(lsq, w)[1]), 0.35, rel_tol=1e-6)
+    assert math.isclose(float(lsq.clipping_range(w)[1]), 0.35, rel_tol=1e-6)
     laq = LAQQuantizer(2)
     laq.alpha.fill_(0.3)
-    assert math.isclose(float(clipping_range(laq, w)[1]), 0.3, rel_tol=1e-6)
+    assert math.isclose(float(laq.clipping_range(w)[1]), 0.3, rel_tol=1e-6)
 
 
 def test_table1_ratios_and_compression_by_hand():

@@ -50,7 +50,8 @@ def test_finetune_then_quantize_each_method_then_evaluate(tmp_path, shared_data,
         code = main([
             "quantize", "--teacher", str(teacher_run / "best"), "--method", method, "--bits", "2-2-8",
             *lm_flags(shared_data), "--batch-size", "4", "--max-steps", "2", "--eval-every", "2",
-            "--num-negatives", "8", "--output-dir", str(run),
+            # a contrastive setting is for the method with the contrastive loss (an error with the others)
+            *(["--num-negatives", "8"] if method == "quantgpt" else []), "--output-dir", str(run),
         ])
         assert code == 0, method
         records = read_metrics(run)

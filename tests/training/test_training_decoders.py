@@ -10,7 +10,7 @@ import pytest
 from quantgpt import load_quantized
 from quantgpt.cli import main
 from quantgpt.training.metrics import read_metrics
-from quantgpt.training.models import TINY_CONFIGS, model_config_from
+from quantgpt.model_configs import TINY_CONFIGS, load_model_config
 
 from training_helpers import lm_flags
 
@@ -20,7 +20,7 @@ DECODER_CONFIGS = {"tiny-llama": "LlamaForCausalLM", "tiny-qwen2": "Qwen2ForCaus
 @pytest.mark.parametrize("name", DECODER_CONFIGS)
 def test_tiny_decoder_configs_fit_256_wide_blocks(name):
     assert name in TINY_CONFIGS
-    config = model_config_from(name, vocab_size=1234)
+    config = load_model_config(name, vocab_size=1234)
     assert config.architectures == [DECODER_CONFIGS[name]] and config.vocab_size == 1234
     assert config.num_hidden_layers == 2 and config.num_attention_heads == 4
     widths = [config.hidden_size, getattr(config, "intermediate_size", None) or config.ffn_dim]

@@ -6,11 +6,13 @@ import copy
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from quantgpt.distill import ContrastiveConfig, hidden_state_mse
 from quantgpt.tasks.lm_task import LanguageModelingTask
 from quantgpt.training import ObjectiveConfig, TrainingModule, build_objective
+
+from tiny_models import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def setup(shared_data, gpt2_tokenizer):
     batch["attention_mask"][2, 10:] = 0  # a padded tail takes part in no loss
     batch["labels"][2, 10:] = -100
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(gpt2_tokenizer))
+    config = tiny_config("tiny", vocab_size=len(gpt2_tokenizer))
     teacher = GPT2LMHeadModel(config).eval()
     torch.manual_seed(1)
     student = GPT2LMHeadModel(config).eval()

@@ -6,26 +6,24 @@ import json
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from quantgpt import QuantConfig, quantize_model, quantizer_parameters
-from quantgpt.convert import quantized_weight_modules
+from quantgpt.convert import after_optimizer_step, quantized_weight_modules
 from quantgpt.distill import ContrastiveConfig
 from quantgpt.quantizers import LAQQuantizer
 from quantgpt.tasks.lm_task import LanguageModelingTask
 from quantgpt.training import ObjectiveConfig, TrainingConfig, build_objective, build_optimizer, build_scheduler, train
 from quantgpt.training.checkpoints import CHECKPOINTS_DIR
 from quantgpt.training.metrics import read_metrics
-from quantgpt.training.optim import hand_curvature_to_laq
+
+from tiny_models import tiny_model
 
 VOCAB = 64
 
 
 def tiny_quantized(method: str, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=16, bos_token_id=0, eos_token_id=0
-    ))
+    model = tiny_model("tiny", seed=seed, vocab_size=VOCAB, n_positions=16, bos_token_id=0, eos_token_id=0)
     return quantize_model(model, QuantConfig(method, "2-2-8"))
 
 
@@ -82,13 +80,14 @@ def test_laq_gets_the_bias_corrected_second_moment():
     optimizer = build_optimizer(model, None, TrainingConfig("unused"))
     laq_modules = {n: m for n, m in quantized_weight_modules(model).items() if isinstance(m.weight_quantizer, LAQQuantizer)}
     assert len(laq_modules) == 9  # 8 linear layers and the word embedding
-    assert hand_curvature_to_laq(model, optimizer) == 0  # no second moment before the first step
+    after_optimizer_step(model, optimizer)
+    assert all(m.weight_quantizer._curvature is None for m in laq_modules.values())  # no second moment before the first step
     torch.manual_seed(1)
     ids = torch.randint(0, VOCAB, (2, 8))
     model(input_ids=ids, labels=ids).loss.backward()
     gradients = {name: module.weight.grad.clone() for name, module in laq_modules.items()}
     optimizer.step()
-    assert hand_curvature_to_laq(model, optimizer) == 9
+    after_optimizer_step(model, optimizer)
     for name, module in laq_modules.items():
         # After one step v = (1 - beta2) g^2, bias-corrected v_hat = g^2, so D = sqrt(v_hat) + eps = |g| + 1e-8.
         expected = gradients[name].abs() + 1e-8
@@ -96,8 +95,7 @@ def test_laq_gets_the_bias_corrected_second_moment():
 
 
 def test_the_loop_hands_curvature_and_logs_decaying_rates(tmp_path, shared_data, gpt2_tokenizer):
-    torch.manual_seed(0)
-    teacher = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(gpt2_tokenizer)))
+    teacher = tiny_model("tiny", seed=0, vocab_size=len(gpt2_tokenizer))
     student = quantize_model(GPT2LMHeadModel(teacher.config), QuantConfig("laq", "2-2-8"))
     student.load_state_dict(teacher.state_dict(), strict=False)
     task = LanguageModelingTask(

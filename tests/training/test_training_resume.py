@@ -32,7 +32,8 @@ def quantize_args(teacher: Path, shared_data: Path, run: Path, method: str) -> l
     return [
         "quantize", "--teacher", str(teacher), "--method", method, "--bits", "2-2-8",
         *lm_flags(shared_data), "--batch-size", "4", "--max-steps", str(STEPS), "--eval-every", "3",
-        "--save-every", "2", "--keep-checkpoints", "2", "--log-every", "1", "--num-negatives", "8",
+        "--save-every", "2", "--keep-checkpoints", "2", "--log-every", "1",
+        *(["--num-negatives", "8"] if method == "quantgpt" else []),  # a contrastive setting: quantgpt's loss only
         "--output-dir", str(run),
     ]
 

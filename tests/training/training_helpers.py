@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_models import tiny_model
 
 BLOCK = 32
 
 
 def save_tiny_teacher(directory: Path, tokenizer, dropout: float = 0.1, seed: int = 0) -> Path:
     """A random 2-layer GPT-2 (width 32) saved with the tokenizer, as a fine-tuned teacher would be."""
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=len(tokenizer),
-        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+    model = tiny_model(
+        "tiny", seed=seed, vocab_size=len(tokenizer), resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout
     )
-    GPT2LMHeadModel(config).save_pretrained(directory)
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..jsonio import dumps_json
-from ..testbed.arguments import add_common_arguments, add_recipe_arguments, recipe_from_args, set_threads
+from .. import settings
+from ..testbed.arguments import add_common_arguments, set_threads
 from ..testbed.recipe import RECIPES, TeacherRecipe
 from ..testbed.teacher import get_teacher, teacher_folder
 
@@ -16,11 +17,14 @@ HELP = "train (or find in the cache) the testbed's small GPT-2 teacher: BPE toke
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--print-dir", action="store_true", help="print only the cache folder this recipe would use")
-    add_recipe_arguments(parser, TeacherRecipe, title="teacher recipe")
+    # A recipe flag not given keeps the value of the named recipe (--recipe).
+    settings.add_arguments(
+        parser, TeacherRecipe, title="teacher recipe (not given: the --recipe's value; defaults: the default recipe's)", inherit=True
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from_args(args, RECIPES[args.recipe][0])
+    recipe = settings.from_args(TeacherRecipe, args, base=RECIPES[args.recipe][0])
     if args.print_dir:
         print(teacher_folder(recipe, args.cache))
         return 0

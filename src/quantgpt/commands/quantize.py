@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from .. import settings
 from ..api import quantize
-from ..config import WEIGHT_METHODS, QuantConfig
-from ..distill import NEGATIVE_SOURCES, ContrastiveConfig
+from ..config import QuantConfig
+from ..distill import ContrastiveConfig
+from ..errors import UsageError
 from ..training.loop import check_run_dir
 from ..training.models import check_model_source
 from ..training.objectives import ObjectiveConfig
@@ -19,45 +21,46 @@ HELP = "quantization-aware training (QuantGPT or a baseline) from a full-precisi
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("quantization")
     group.add_argument("--teacher", required=True, help="the full-precision teacher: a directory (e.g. RUN/best) or hub name")
-    group.add_argument("--method", choices=WEIGHT_METHODS, default="quantgpt", help="weight quantizer (default quantgpt)")
-    group.add_argument("--bits", default="2-2-8", help="W-E-A bit widths: weights, word embedding, activations (default 2-2-8)")
-    group.add_argument(
-        "--quantize-activations", action=argparse.BooleanOptionalAction, default=True, help="8-bit activations (default on)"
-    )
-    distill = parser.add_argument_group("distillation (SPEC section 5)")
+    settings.add_arguments(group, QuantConfig)  # --method (the registered quantizers), --bits, --quantize-activations
+    distill = parser.add_argument_group("distillation (docs/method.md#token-level-contrastive-distillation)")
     distill.add_argument(
         "--contrastive",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="token-level contrastive loss (default: on for quantgpt, off for the baselines)",
     )
-    distill.add_argument("--negatives", choices=NEGATIVE_SOURCES, default="memory_bank", help="negatives / keys (ablations)")
-    distill.add_argument("--num-negatives", type=int, default=32, help="negatives per token (paper: 32, PTB 64)")
-    distill.add_argument("--tau", type=float, default=0.1, help="temperature (default 0.1)")
-    distill.add_argument("--momentum", type=float, default=0.5, help="memory bank momentum (default 0.5)")
-    distill.add_argument("--lam", type=float, default=0.1, help="weight of the contrastive loss (default 0.1)")
-    distill.add_argument("--proj-dim", type=int, help="projection size (default: the hidden size)")
-    distill.add_argument("--contrastive-layer", type=int, default=-1, help="hidden_states index (-1 last layer, 1 first)")
+    # Given only when set (flag or YAML key): a setting of a contrastive loss the run does not have is an error.
+    settings.add_arguments(distill, ContrastiveConfig, inherit=True)
     distill.add_argument("--hidden-distill", action="store_true", help="add hidden-state MSE (TinyBERT-style, baselines)")
     add_task_arguments(parser)
     add_training_arguments(parser, learning_rate=5e-4)
 
 
 def objective_from_args(args: argparse.Namespace, method: str) -> ObjectiveConfig:
-    contrastive = ContrastiveConfig(
-        tau=args.tau,
-        momentum=args.momentum,
-        num_negatives=args.num_negatives,
-        lam=args.lam,
-        proj_dim=args.proj_dim,
-        negatives=args.negatives,
-        layer=args.contrastive_layer,
-    )
-    return ObjectiveConfig.for_method(method, contrastive, args.contrastive, args.hidden_distill)
+    """The objective of `method` (`ObjectiveConfig.for_method` decides) with the contrastive settings
+    given; a contrastive setting given for an objective without the contrastive loss is a
+    UsageError (`--lam 0` is not: it is how the loss is switched off)."""
+    contrastive = settings.from_args(ContrastiveConfig, args)
+    objective = ObjectiveConfig.for_method(method, contrastive, args.contrastive, args.hidden_distill)
+    if objective.contrastive is None:
+        unused = {name: value for name, value in settings.given(ContrastiveConfig, args).items()
+                  if not (name == "lam" and value == 0)}
+        if unused:
+            given = " and ".join(f"{settings.flag(name)} {value}" for name, value in unused.items())
+            drop = " and ".join(settings.flag(name) for name in unused)
+            if contrastive.lam == 0:
+                why, fix = "which --lam 0 switches off", f"drop {drop}"
+            elif args.contrastive is False:
+                why, fix = "which --no-contrastive switches off", f"drop {drop}"
+            else:
+                why, fix = f"which --method {method} trains without", f"add --contrastive or drop {drop}"
+            verb = "sets" if len(unused) == 1 else "set"
+            raise UsageError(f"{given} {verb} the contrastive loss, {why}: {fix}")
+    return objective
 
 
 def run(args: argparse.Namespace) -> int:
-    quantization = QuantConfig(method=args.method, bits=args.bits, quantize_activations=args.quantize_activations)
+    quantization = settings.from_args(QuantConfig, args)
     objective = objective_from_args(args, args.method)
     training = training_config_from_args(args)
     check_run_dir(training.output_dir, training.resume)  # before any model or data is loaded

@@ -7,8 +7,9 @@ import argparse
 import shlex
 import sys
 
-from ..testbed.arguments import add_common_arguments, add_recipe_arguments, recipe_from_args, set_threads
-from ..testbed.job import PAPER_METHODS, TEST_SETS, TestbedJob, run_testbed
+from .. import settings
+from ..testbed.arguments import add_common_arguments, set_threads
+from ..testbed.job import TestbedJob, run_testbed
 from ..testbed.recipe import RECIPES, QATRecipe, TeacherRecipe
 
 NAME = "run"
@@ -19,26 +20,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--out", default="results", help="output folder (default results)")
     parser.add_argument("--runs", help="folder of the run directories (default: <out>/runs)")
-    parser.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), help="methods (default: quantgpt pact lsq laq)")
-    parser.add_argument("--bits", nargs="+", default=["2-2-8"], help="W-E-A bit widths (default 2-2-8)")
-    parser.add_argument("--test-sets", nargs="+", default=list(TEST_SETS), help="test sets (default wikitext-2 ptb)")
-    parser.add_argument("--peers", nargs="*", default=[], help="other libraries' quantizers: torchao")
-    parser.add_argument("--reference-steps", type=int, default=0, help="steps of full-precision distillation timed as reference")
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
-    add_recipe_arguments(parser, TeacherRecipe, title="teacher recipe")
-    add_recipe_arguments(parser, QATRecipe, prefix="qat-", title="quantization-aware training")
+    settings.add_arguments(parser, TestbedJob, title="job")  # --methods --bits --test-sets --peers --reference-steps
+    # A recipe flag not given keeps the value of the named recipe (--recipe).
+    settings.add_arguments(
+        parser, TeacherRecipe, title="teacher recipe (not given: the --recipe's value; defaults: the default recipe's)", inherit=True
+    )
+    settings.add_arguments(
+        parser, QATRecipe, title="quantization-aware training (not given: the --recipe's value)", prefix="qat_", inherit=True
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     teacher_recipe, qat_recipe = RECIPES[args.recipe]
-    job = TestbedJob(
-        teacher=recipe_from_args(args, teacher_recipe),
-        qat=recipe_from_args(args, qat_recipe, prefix="qat_"),
-        methods=tuple(args.methods),
-        bits=tuple(args.bits),
-        test_sets=tuple(args.test_sets),
-        peers=tuple(args.peers),
-        reference_steps=args.reference_steps,
+    job = settings.from_args(
+        TestbedJob,
+        args,
+        teacher=settings.from_args(TeacherRecipe, args, base=teacher_recipe),
+        qat=settings.from_args(QATRecipe, args, prefix="qat_", base=qat_recipe),
     )
     set_threads(args.threads)
     command = "quantgpt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else "quantgpt run"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..size import ACCOUNTINGS, KNOWN_CONFIGS, load_model_config, model_size
+from ..model_configs import KNOWN_CONFIGS, load_model_config
+from ..size import ACCOUNTINGS, model_size
 
 NAME = "size"
 HELP = "print fp32 and quantized model size (MiB) and their ratio, from a model configuration alone"

@@ -1,4 +1,4 @@
-"""Token-level contrastive distillation between the quantized student and its teacher (SPEC Eq. 2, 3).
+"""Token-level contrastive distillation between the quantized student and its teacher (Eq. 2, 3 in docs/method.md).
 
 The default keys come from per-token memory banks (``negatives="memory_bank"``); the other values of
 :attr:`ContrastiveConfig.negatives` run the paper's ablations (section 5.1): keys from immediate
@@ -16,16 +16,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quantgpt.distill.memory_bank import MemoryBank
-from quantgpt.config import ConfigError
+from quantgpt.errors import ConfigError
+from quantgpt.settings import setting, validate
+from quantgpt.validators import Check, integer, is_int, number, one_of, optional
 
 NEGATIVE_SOURCES = ("memory_bank", "immediate", "fp+quan", "quan_only", "global", "sequence")
 # The variants whose positive keys are read from the memory banks (and so update them each step).
 _BANK_SOURCES = ("memory_bank", "fp+quan", "quan_only", "global")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ContrastiveConfig:
-    """Settings of the token-level contrastive loss; defaults are the paper's (SPEC sections 5, 7).
+    """Settings of the token-level contrastive loss; defaults are the paper's (docs/method.md#tasks-and-training-settings).
 
     ``negatives`` picks where keys come from:
 
@@ -46,40 +48,21 @@ class ContrastiveConfig:
     weight of ``L_cont`` in the total loss (Eq. 5); the trainer applies it.
     """
 
-    tau: float = 0.1
-    momentum: float = 0.5
-    num_negatives: int = 32
-    lam: float = 0.1
-    proj_dim: int | None = None
-    negatives: str = "memory_bank"
-    layer: int = -1
+    tau: float = setting(0.1, number(above=0), "temperature")
+    momentum: float = setting(0.5, number(0, below=1), "memory bank momentum")
+    num_negatives: int = setting(32, integer(1), "negatives per token (paper: 32, PTB 64)")
+    lam: float = setting(0.1, number(0), "weight of the contrastive loss (0: logit distillation alone)")
+    proj_dim: int | None = setting(None, optional(integer(1)), "projection size (default: the hidden size)")
+    negatives: str = setting("memory_bank", one_of(NEGATIVE_SOURCES), "negatives / keys (ablations)")
+    layer: int = setting(
+        -1,
+        Check(is_int, "an integer index into hidden_states (-1 last layer, 1 first layer, 0 embeddings)"),
+        "hidden_states index of the contrasted layer (-1 last layer, 1 first)",
+        flags=("--contrastive-layer",),
+    )
 
     def __post_init__(self) -> None:
-        def is_int(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_number(value: object) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-        if not is_number(self.tau) or not self.tau > 0:
-            raise ConfigError(f"ContrastiveConfig.tau={self.tau!r}: allowed is a number > 0")
-        if not is_number(self.momentum) or not 0 <= self.momentum < 1:
-            raise ConfigError(f"ContrastiveConfig.momentum={self.momentum!r}: allowed is a number in [0, 1)")
-        if not is_int(self.num_negatives) or self.num_negatives < 1:
-            raise ConfigError(f"ContrastiveConfig.num_negatives={self.num_negatives!r}: allowed is an int >= 1")
-        if not is_number(self.lam) or not self.lam >= 0:
-            raise ConfigError(f"ContrastiveConfig.lam={self.lam!r}: allowed is a number >= 0")
-        if self.proj_dim is not None and (not is_int(self.proj_dim) or self.proj_dim < 1):
-            raise ConfigError(f"ContrastiveConfig.proj_dim={self.proj_dim!r}: allowed is None or an int >= 1")
-        if self.negatives not in NEGATIVE_SOURCES:
-            raise ConfigError(
-                f"ContrastiveConfig.negatives={self.negatives!r}: allowed are {', '.join(NEGATIVE_SOURCES)}"
-            )
-        if not is_int(self.layer):
-            raise ConfigError(
-                f"ContrastiveConfig.layer={self.layer!r}: allowed is an int index into hidden_states "
-                "(-1 last layer, 1 first layer, 0 embeddings)"
-            )
+        validate(self)
 
 
 def select_layer(hidden_states: Tensor | Sequence[Tensor], layer: int) -> Tensor:
@@ -115,7 +98,7 @@ def in_sequence_candidates(input_ids: Tensor, real: Tensor) -> Tensor:
     """``(B, L, L)`` bool: may position ``j`` be a negative of position ``i`` of the same sequence.
 
     Both must be real tokens, ``j != i``, and ``t_j != t_i``: another occurrence of the same token
-    would be a false negative (SPEC choice).
+    would be a false negative (a choice: docs/method.md#choices-we-made).
     """
     different_token = input_ids.unsqueeze(2) != input_ids.unsqueeze(1)
     both_real = real.unsqueeze(2) & real.unsqueeze(1)
@@ -130,7 +113,7 @@ def cosine_logits(anchors: Tensor, keys: Tensor, tau: float) -> Tensor:
 def info_nce(
     positive_logits: Tensor, negative_logits: Tensor, negative_mask: Tensor, weights: Tensor
 ) -> Tensor:
-    """Weighted mean of ``-log(exp(pos) / (exp(pos) + sum_{chosen} exp(neg)))`` (SPEC Eq. 2).
+    """Weighted mean of ``-log(exp(pos) / (exp(pos) + sum_{chosen} exp(neg)))`` (Eq. 2 in docs/method.md).
 
     ``positive_logits`` ``(...)``, ``negative_logits`` and ``negative_mask`` ``(..., K)``,
     ``weights`` ``(...)`` (1 for real anchors). An anchor with no chosen negative contributes
@@ -148,20 +131,14 @@ def _identity(tensor: Tensor) -> Tensor:
 
 
 class TokenContrastiveDistiller(nn.Module):
-    """``L_cont = (L_s2t + L_t2s) / 2`` with trained projections and per-token memory banks (SPEC Eq. 2, 3).
+    """``L_cont = (L_s2t + L_t2s) / 2`` with trained projections and per-token memory banks (Eq. 2, 3 in docs/method.md).
 
     Holds ``student_proj`` and ``teacher_proj`` (both trained; the teacher network itself stays
     frozen) and two :class:`MemoryBank` s, ``student_bank`` and ``teacher_bank``, whose buffers are
     in ``state_dict``. Each :meth:`forward` returns this step's loss and then updates both banks.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        vocab_size: int,
-        config: ContrastiveConfig,
-        teacher_hidden_size: int | None = None,
-    ) -> None:
+    def __init__(self, hidden_size: int, vocab_size: int, config: ContrastiveConfig, teacher_hidden_size: int | None = None) -> None:
         super().__init__()
         self.config = config
         proj_dim = config.proj_dim if config.proj_dim is not None else hidden_size

@@ -1,4 +1,4 @@
-"""Hidden-state distillation for the baselines (TinyBERT style, SPEC section 6)."""
+"""Hidden-state distillation for the baselines (TinyBERT style, docs/method.md#baselines)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Logit distillation: soft cross-entropy between teacher and student distributions (SPEC Eq. 4)."""
+"""Logit distillation: soft cross-entropy between teacher and student distributions (Eq. 4 in docs/method.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def soft_cross_entropy(
     mask: Tensor | None = None,
     temperature: float = 1.0,
 ) -> Tensor:
-    """Mean over real positions of ``-sum_c softmax(z_t / T)_c * log softmax(z_s / T)_c`` (SPEC Eq. 4).
+    """Mean over real positions of ``-sum_c softmax(z_t / T)_c * log softmax(z_s / T)_c`` (Eq. 4 in docs/method.md).
 
     ``student_logits`` and ``teacher_logits`` have shape ``(..., C)`` (``(B, L, V)`` for language
     modeling, ``(N, C)`` for multiple-choice logits). ``mask`` has the leading shape ``(...)``;

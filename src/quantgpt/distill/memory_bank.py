@@ -1,4 +1,4 @@
-"""Per-token memory bank of momentum-smoothed representations (SPEC Eq. 3)."""
+"""Per-token memory bank of momentum-smoothed representations (Eq. 3, docs/method.md#token-level-contrastive-distillation)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class MemoryBank(nn.Module):
     def _average_per_token(self, token_ids: Tensor, reps: Tensor) -> tuple[Tensor, Tensor]:
         """Distinct ids ``>= 0`` and the mean of their representations in this batch.
 
-        A token that occurs several times in one batch gets one write, of its mean (SPEC choice),
+        A token that occurs several times in a batch gets one write, of its mean (a choice: docs/method.md#choices-we-made),
         so the result does not depend on the order of occurrences.
         """
         token_ids = token_ids.reshape(-1)
@@ -50,7 +50,7 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def update(self, token_ids: Tensor, reps: Tensor, momentum: float) -> None:
-        """Apply ``bank[t] <- m * bank[t] + (1 - m) * h_t`` for each token seen (SPEC Eq. 3).
+        """Apply ``bank[t] <- m * bank[t] + (1 - m) * h_t`` for each token seen (Eq. 3 in docs/method.md).
 
         ``token_ids`` ``(N,)``, ids ``< 0`` ignored; ``reps`` ``(N, dim)``. Repeated ids are averaged
         first; an entry never written before is set to the (averaged) representation itself.

@@ -1,6 +1,6 @@
 """Walk a fake-quantized model and write it as a packed low-bit model directory (the convert step).
 
-What is stored (SPEC sections 2 and 8):
+What is stored (docs/method.md#weight-quantizer, #size-accounting):
 - each quantized weight matrix as its integer codes, packed at its bit width (ternary five to a
   byte, 3-4 bits in nibbles, 8 bits as int8), in (out_features, in_features) layout whatever the
   module (GPT-2's Conv1D keeps (in, out) in memory; the runtime wants rows = outputs), with one

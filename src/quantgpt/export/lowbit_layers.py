@@ -1,10 +1,10 @@
 """Runtime layers of a packed model: they compute with the int8 weight codes, not with float weights.
 
-A quantized weight is `w = c * s` (SPEC Eq. 1 with `s = alpha / k`, one `s` per matrix or per row;
+A quantized weight is `w = c * s` (Eq. 1 in docs/method.md with `s = alpha / k`, one `s` per matrix or per row;
 PACT uses `s_neg` for negative codes). Whatever its width (ternary, 4 or 8 bits), the codes are
 unpacked once at load into an int8 matrix `c` of shape (out_features, in_features).
 
-Every linear input is already quantized to 8 bits by the model (SPEC section 4), so a linear layer
+Every linear input is already quantized to 8 bits by the model (docs/method.md#activation-quantizers), so a linear layer
 multiplies int8 activation codes by int8 weight codes with `torch._int_mm` (int32 accumulation,
 exact) and scales the result once. `benchmarks/kernel_study.py` measured this as the fastest CPU kernel
 for GPT-2 shapes at 1 and 8 rows (1.4-4.7x over fp32 `F.linear`) and, the integer product being
@@ -46,7 +46,7 @@ class QuantizedInput:
 
 
 def quantize_input(x: torch.Tensor, bits: int, symmetric: bool) -> QuantizedInput:
-    """The codes of `ActivationQuantizer(bits, symmetric).fake_quantize(x)`, same rounding (SPEC section 4).
+    """Codes of `ActivationQuantizer(bits, symmetric).fake_quantize(x)`, same rounding (docs/method.md#activation-quantizers).
 
     Symmetric: alpha = max|x|, q = round(x / alpha * k), x_q = q * alpha / k.
     Asymmetric: step = (max x - min x) / (2^b - 1), q = round((x - min x) / step), x_q = min x + q * step,
@@ -224,13 +224,8 @@ class LowBitEmbedding(nn.Module):
         self.padding_idx = padding_idx
         self.embed_scale = embed_scale
 
-    @property
-    def num_embeddings(self) -> int:
-        return self.int8_weight.shape[0]
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.int8_weight.shape[1]
+    num_embeddings = property(lambda self: self.int8_weight.shape[0])  # nn.Embedding's attributes
+    embedding_dim = property(lambda self: self.int8_weight.shape[1])
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         out = self.int8_weight.lookup(input_ids)

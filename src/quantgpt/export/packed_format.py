@@ -16,7 +16,7 @@ the caller. ``quantgpt_packed.json`` says what each stored tensor means:
        {"name": "ln_f.weight", "kind": "dense", "shape": [768], "dtype": "float16",
         "tensor": "ln_f.weight"}]}
 
-A packed weight dequantizes to ``w = c * scale`` (SPEC Eq. 1 with ``scale = alpha / k``), or, for
+A packed weight dequantizes to ``w = c * scale`` (Eq. 1 in docs/method.md with ``scale = alpha / k``), or, for
 baselines with separate negative and positive clipping (PACT), ``w = c * where(c < 0, scale_neg,
 scale)``. A scale is a scalar (one per matrix) or has one entry per row (the word embedding).
 

@@ -1,12 +1,12 @@
 """Bit packing of integer weight codes, the storage layer of the packed model format.
 
-A quantized weight is stored as integer codes ``c`` (SPEC section 2: ``w_q = c * alpha / k`` with
+A quantized weight is stored as integer codes ``c`` (docs/method.md#weight-quantizer: ``w_q = c * alpha / k`` with
 ``c`` in ``[-k, k]``, ``k = 2^(b-1) - 1``) plus floating-point scales kept elsewhere. This module
 only turns code tensors into bytes and back; it knows nothing about scales, names or files.
 
 Layouts (all little-endian within a byte, codes taken in flattened row-major order):
 
-* 2 bits (ternary, SPEC section 8): five trits per byte in base 3. Code ``c`` becomes digit
+* 2 bits (ternary, docs/method.md#size-accounting): five trits per byte in base 3. Code ``c`` becomes digit
   ``c + 1`` in {0, 1, 2}; the byte of the group ``c_0..c_4`` is ``sum_i (c_i + 1) * 3^i``, at most
   242, so 1.6 bits a weight. A short last group is padded with digit 0.
 * 3 and 4 bits: two codes per byte in nibbles, offset binary: nibble ``c + 8`` in 0..15, the first
@@ -42,7 +42,7 @@ def _check_bits(bits: int) -> None:
 def code_range(bits: int) -> tuple[int, int]:
     """Smallest and largest code allowed at ``bits`` bits.
 
-    2 bits is ternary, {-1, 0, 1} (SPEC section 2). From 3 bits on, the full signed range
+    2 bits is ternary, {-1, 0, 1} (docs/method.md#weight-quantizer). From 3 bits on, the full signed range
     ``[-2^(b-1), 2^(b-1) - 1]`` is allowed: the symmetric grid ``[-k, k]`` of Eq. 1 uses all but
     the lowest value, and baselines such as LSQ may use that one too.
     """

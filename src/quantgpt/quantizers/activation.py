@@ -1,4 +1,4 @@
-"""8-bit activation quantizers, symmetric and asymmetric, per tensor (SPEC section 4)."""
+"""8-bit activation quantizers, symmetric and asymmetric, per tensor (docs/method.md#activation-quantizers)."""
 
 from __future__ import annotations
 

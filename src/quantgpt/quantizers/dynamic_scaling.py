@@ -1,11 +1,11 @@
-"""QuantGPT's module-wise dynamic scaling quantizer (SPEC section 3, Eq. 1, 6 and 7)."""
+"""QuantGPT's module-wise dynamic scaling quantizer (docs/method.md#module-wise-dynamic-scaling, Eq. 1, 6 and 7)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .base import WeightQuantizer, grid_levels, round_to_grid, row_mean_abs
+from .base import WeightQuantizer, grid_levels, round_to_grid, row_mean_abs, symmetric
 
 _MIN_ALPHA = 1e-12
 
@@ -50,10 +50,20 @@ class DynamicScalingQuantizer(WeightQuantizer):
     is Eq. 7 exactly; the weight gets the straight-through estimator.
     """
 
+    display_name = "QuantGPT"
+    contrastive_by_default = True
+
     def __init__(self, bits: int, per_row: bool = False, rows: int | None = None, masked_ste: bool = False) -> None:
         super().__init__(bits, per_row, rows)
         self.masked_ste = masked_ste
         self.gamma = nn.Parameter(torch.ones(self.parameter_shape()))
+
+    @classmethod
+    def from_config(cls, bits, config, rows=None, transposed=False):
+        return cls(bits, per_row=rows is not None, rows=rows, masked_ste=config.masked_ste)
+
+    def clipping_range(self, w: torch.Tensor):
+        return symmetric(self.clip_factor(w))
 
     def clip_factor(self, w: torch.Tensor) -> torch.Tensor:
         """alpha = gamma * ||w||_1 / n (Eq. 6)."""

@@ -1,36 +1,62 @@
-"""LAQ, loss-aware quantization (Hou and Kwok 2017, 2018), a baseline (SPEC section 6)."""
+"""LAQ, loss-aware quantization (Hou and Kwok 2017, 2018), a baseline (docs/method.md#baselines)."""
 
 from __future__ import annotations
 
 import torch
 
-from .base import straight_through, WeightQuantizer, grid_levels
+from torch import nn
+
+from .base import WeightQuantizer, grid_levels, straight_through, symmetric
 
 _EPS = 1e-8
+
+
+def bias_corrected_second_moment(optimizer: torch.optim.Optimizer, parameter: nn.Parameter) -> torch.Tensor | None:
+    """Adam's v_hat = exp_avg_sq / (1 - beta2^t) of `parameter`, or None before its first step."""
+    state = optimizer.state.get(parameter)
+    if not state or "exp_avg_sq" not in state:
+        return None
+    beta2 = next(group["betas"][1] for group in optimizer.param_groups if any(p is parameter for p in group["params"]))
+    step = float(state["step"])
+    return state["exp_avg_sq"] / (1.0 - beta2**step)
 
 
 class LAQQuantizer(WeightQuantizer):
     """Loss-aware quantization by an approximate proximal Newton step with a diagonal Hessian D.
 
-    Where D comes from: the training loop reads the optimizer's second-moment estimate of this
-    weight (Adam's bias-corrected `exp_avg_sq`, v) after each step and hands it over with
+    Where D comes from: after each optimizer step (`after_optimizer_step`) it reads the optimizer's
+    second-moment estimate of its weight (Adam's bias-corrected `exp_avg_sq`, v) and keeps it with
     `set_curvature(v)`; D = sqrt(v) + eps, as in LAQ with Adam. Before the first step D = 1.
 
     In training mode each forward pass alternates, `iterations` times,
         b = nearest grid point of w / alpha            (ternary: b_i = sign(w_i) 1[|w_i| > alpha / 2])
         alpha = sum(D w b) / sum(D b b)                 (weighted least squares)
-    For ternary b, sum(D w b) / sum(D b b) = ||D w b||_1 / ||D b||_1, SPEC's formula; for more bits
+    For ternary b, sum(D w b) / sum(D b b) = ||D w b||_1 / ||D b||_1 (docs/method.md#baselines); for more bits
     the least-squares form is its generalization. The solver starts from the previous step's alpha
     (see `_start`). Then b is taken once more for the final alpha, which
     is kept in the buffer `alpha` so that evaluation and the packed export reproduce the training
     forward without the optimizer. The weight gets the straight-through gradient.
     """
 
+    display_name = "LAQ"
+
     def __init__(self, bits: int, per_row: bool = False, rows: int | None = None, iterations: int = 2) -> None:
         super().__init__(bits, per_row, rows)
         self.iterations = iterations
         self.register_buffer("alpha", torch.zeros(self.parameter_shape()))
         self._curvature: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, bits, config, rows=None, transposed=False):
+        return cls(bits, per_row=rows is not None, rows=rows, iterations=config.laq_iterations)
+
+    def clipping_range(self, w: torch.Tensor):
+        return symmetric(self.alpha)
+
+    def after_optimizer_step(self, weight: nn.Parameter, optimizer: torch.optim.Optimizer) -> None:
+        second_moment = bias_corrected_second_moment(optimizer, weight)
+        if second_moment is not None:
+            self.set_curvature(second_moment)
 
     def set_curvature(self, second_moment: torch.Tensor | None) -> None:
         """Take the optimizer's second-moment estimate v of the weight; D = sqrt(v) + eps."""
@@ -92,5 +118,3 @@ class LAQQuantizer(WeightQuantizer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, iterations={self.iterations}"
-
-

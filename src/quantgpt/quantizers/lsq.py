@@ -1,4 +1,4 @@
-"""LSQ, learned step size quantization (Esser et al. 2020), a baseline (SPEC section 6)."""
+"""LSQ, learned step size quantization (Esser et al. 2020), a baseline (docs/method.md#baselines)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .base import WeightQuantizer, grid_levels, row_mean_abs
+from .base import WeightQuantizer, grid_levels, row_mean_abs, symmetric
 
 
 class _LsqFunction(torch.autograd.Function):
@@ -50,6 +50,8 @@ class LSQQuantizer(WeightQuantizer):
     The step is initialized from the weight as 2 * mean|w| / sqrt(Q_P) by `initialize(w)`.
     """
 
+    display_name = "LSQ"
+
     def __init__(self, bits: int, per_row: bool = False, rows: int | None = None) -> None:
         super().__init__(bits, per_row, rows)
         self.step = nn.Parameter(torch.ones(self.parameter_shape()))
@@ -57,6 +59,9 @@ class LSQQuantizer(WeightQuantizer):
     @torch.no_grad()
     def initialize(self, w: torch.Tensor) -> None:
         self.step.copy_(2.0 * row_mean_abs(w, self.per_row) / math.sqrt(grid_levels(self.bits)))
+
+    def clipping_range(self, w: torch.Tensor):
+        return symmetric(self.step * grid_levels(self.bits))
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return _LsqFunction.apply(w, self.step, self.bits, self.per_row)

@@ -4,7 +4,6 @@
     table1_markdown(rows) / write_table1(rows, out_dir, stem, command)   Table 1 from ResultRows
 """
 
-from .clipping import clipping_range
 from .collect import FIGURE_FILES, default_sentence, write_report
 from .runs import RunInfo, read_run
 from .table import FULL_PRECISION, ResultRow, perplexity_ratios, table1_json, table1_markdown, write_table1
@@ -14,7 +13,6 @@ __all__ = [
     "FULL_PRECISION",
     "ResultRow",
     "RunInfo",
-    "clipping_range",
     "default_sentence",
     "perplexity_ratios",
     "read_run",

@@ -16,7 +16,6 @@ from ..convert import quantized_weight_modules
 from ..quantizers import DynamicScalingQuantizer
 from ..tokenization import load_gpt2_tokenizer
 from . import figures
-from .clipping import clipping_range
 from .runs import RunInfo, load_full_precision, load_run_model, read_run
 from ..errors import UsageError
 
@@ -170,7 +169,8 @@ def write_report(
         quantized = quantized_weight_modules(model)
         if name not in quantized:
             raise UsageError(f"module {name!r} is not quantized in run {label}; quantized are {', '.join(quantized)}")
-        lower, upper = clipping_range(quantized[name].weight_quantizer, quantized[name].weight)
+        with torch.no_grad():
+            lower, upper = quantized[name].weight_quantizer.clipping_range(quantized[name].weight.detach())
         ranges[label] = (float(lower.mean()), float(upper.mean()))
     written["clipping"] = figures.plot_clipping_histogram(
         teacher_weight.numpy(), ranges, short_module_name(name), out_dir / FIGURE_FILES["clipping"]

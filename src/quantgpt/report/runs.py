@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from ..config import WEIGHT_METHODS
+from ..quantizers import WEIGHT_QUANTIZERS
 from ..serialization import load_quantized
 from ..errors import MissingInputError
 from ..model_files import check_model_dir, read_json_object
@@ -54,8 +54,8 @@ class RunInfo:
 
     @property
     def has_our_quantizers(self) -> bool:
-        """A run of this package's methods, loadable with `load_quantized` (a peer library's is not)."""
-        return self.method in WEIGHT_METHODS
+        """A run of a registered method, loadable with `load_quantized`."""
+        return self.method in WEIGHT_QUANTIZERS
 
     @property
     def model_dir(self) -> Path:

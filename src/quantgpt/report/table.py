@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import dumps_json
+from ..quantizers import display_name
 from ..errors import UsageError
 
 FULL_PRECISION = "full precision"
-METHOD_NAMES = {"quantgpt": "QuantGPT", "pact": "PACT", "lsq": "LSQ", "laq": "LAQ", "rtn": "RTN"}
 DATASET_NAMES = {"wikitext-2": "WikiText-2", "ptb": "PTB", "wikitext-103": "WikiText-103"}
 
 
@@ -35,7 +35,7 @@ class ResultRow:
 
     @property
     def name(self) -> str:
-        return METHOD_NAMES.get(self.method, self.method)
+        return display_name(self.method)
 
 
 def _reference(rows: list[ResultRow]) -> ResultRow:

@@ -1,4 +1,4 @@
-"""The paper's three tasks: data loading, batching and metrics (SPEC section 7).
+"""The paper's three tasks: data loading, batching and metrics (docs/method.md#tasks-and-training-settings).
 
 language modelling (perplexity), Persona-Chat next-utterance prediction (hits@1 of 20),
 XSum summarization (ROUGE-1/2/L). Models are ordinary Transformers models; quantization and

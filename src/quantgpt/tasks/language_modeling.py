@@ -2,7 +2,7 @@
 
 The text of a split is kept as its release files hold it: a list of lines which, each followed by
 "\\n", give back the file byte for byte. Tokenizing that whole text and cutting it into blocks of
-`block_size` tokens is the setting of SPEC section 7 (sequence length 512).
+`block_size` tokens is the setting of docs/method.md#tasks-and-training-settings (sequence length 512).
 
 CPU testbed protocol (../shared/data/README.md): WikiText-2's train split is not available
 locally, so split "testbed-train" is the first 90% of the validation lines and "testbed-select"

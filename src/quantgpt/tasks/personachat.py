@@ -4,7 +4,7 @@ An example is what the persona speaker sees before one of its replies: its perso
 the dialogue so far, and candidate replies with the true one last (the ConvAI2 convention).
 Inputs are built as Hugging Face's transfer-learning-conv-ai builds them for
 `GPT2DoubleHeadsModel`; the metric is the accuracy of picking the true reply among the
-candidates (SPEC section 7, 20 candidates).
+candidates (20 of them: docs/method.md#tasks-and-training-settings).
 
 Sources:
   * ConvAI2 JSON lines (`<split>.jsonl` + `<split>.metadata.jsonl`, ../shared/data/persona-chat);

@@ -2,7 +2,7 @@
 
 A thin adapter over `personachat` (examples, double-head inputs, hits@1). Fine-tuning the teacher
 minimizes `lm_coef * L_lm + mc_coef * L_mc` (the reply's next-token NLL and the choice of the true
-reply among the candidates). Distillation (SPEC Eq. 4, 5; Appendix B.5) covers both heads: soft
+reply among the candidates). Distillation (Eq. 4, 5 in docs/method.md; Appendix B.5) covers both heads: soft
 cross-entropy on the LM logits and on the multiple-choice logits, and the token-level contrastive
 loss on the last layer's hidden states.
 
@@ -18,7 +18,7 @@ The multiple-choice logits `(B, N)` are distilled over all candidates in both ca
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,10 +26,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from transformers import GPT2DoubleHeadsModel
 
-from quantgpt.errors import UsageError
+from quantgpt.errors import ConfigError, UsageError
+from quantgpt.settings import setting, validate
 from quantgpt.tasks.errors import DataError
 from quantgpt.tasks.personachat import (
     IGNORE_INDEX,
@@ -42,11 +43,9 @@ from quantgpt.tasks.personachat import (
     load_parlai_fixture,
     load_personachat,
 )
-from quantgpt.tasks.text_datasets import data_files_from_args
 from quantgpt.tokenization import load_gpt2_tokenizer
 from quantgpt.training.task import DistillTargets, Task
-from quantgpt.config import ConfigError
-from quantgpt.errors import MissingInputError
+from quantgpt.validators import integer, number, one_of
 
 DISTILL_CANDIDATES = ("true", "all")
 # Split names of ParlAI's regression fixtures (5 examples with the official 20 candidates each).
@@ -137,77 +136,54 @@ class MultipleChoiceScorer(nn.Module):
         return SimpleNamespace(mc_logits=self.model.multiple_choice_head(hidden, mc_token_ids).squeeze(-1))
 
 
-class PersonaChatTask(Task):
-    """Next-utterance prediction on Persona-Chat with a double-head GPT-2 (SPEC section 7).
+@dataclass(frozen=True)
+class PersonaChatOptions:
+    """Next-utterance prediction (--task personachat).
 
-    tokenizer: GPT-2's; the Persona-Chat special tokens are added to it. data_dir: the folder
-    holding `persona-chat/` (e.g. ../shared/data); None reads the hub. Splits: "train", "valid",
-    "test" (local files carry no candidates: 19 distractors are drawn with `distractor_seed`), and
-    "parlai-valid" / "parlai-test" (ParlAI's fixtures, the official 20 candidates).
     train_candidates: candidates per training example (the true reply and the last distractors;
     choice: 2, as transfer-learning-conv-ai); evaluation uses all 20. max_history: utterances kept
     are the last 2 * max_history + 1. max_length: tokens per candidate sequence (paper: 512).
     lm_coef / mc_coef: weights of the two fine-tuning losses. distill_candidates: see the module
-    docstring. max_train_examples / max_eval_examples cap the examples (the first ones).
+    docstring. distractor_seed: seed of the 19 distractors drawn for the local splits.
+    """
+
+    max_history: int = setting(2, integer(0), "keep the last 2*N+1 utterances")
+    max_length: int = setting(512, integer(8), "tokens per candidate sequence")
+    train_candidates: int = setting(
+        2, integer(1, NUM_CANDIDATES), "candidates per training example, true one included"
+    )
+    lm_coef: float = setting(1.0, number(0), "weight of the reply's LM loss")
+    mc_coef: float = setting(1.0, number(0), "weight of the multiple-choice loss")
+    distill_candidates: str = setting(
+        "true", one_of(DISTILL_CANDIDATES), "sequences whose LM logits and hidden states are distilled (true: the true reply's)"
+    )
+    distractor_seed: int = setting(0, integer(), "seed of the 19 distractors drawn for local splits")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+class PersonaChatTask(Task):
+    """Next-utterance prediction on Persona-Chat with a double-head GPT-2 (docs/method.md#tasks-and-training-settings).
+
+    tokenizer: GPT-2's; the Persona-Chat special tokens are added to it. Options: `PersonaChatOptions`
+    and `DataOptions` (data_dir: the folder holding `persona-chat/`, e.g. ../shared/data, None reads
+    the hub; max_train_examples / max_eval_examples cap the examples, the first ones), by keyword.
+    Splits: "train", "valid", "test" (local files carry no candidates: 19 distractors are drawn with
+    `distractor_seed`), and "parlai-valid" / "parlai-test" (ParlAI's fixtures, the official 20
+    candidates).
     """
 
     name = "personachat"
     primary_metric = "accuracy"
     greater_is_better = True
+    options_class = PersonaChatOptions
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        data_dir: str | Path | None = None,
-        train_split: str = "train",
-        max_history: int = 2,
-        max_length: int = 512,
-        train_candidates: int = 2,
-        lm_coef: float = 1.0,
-        mc_coef: float = 1.0,
-        distill_candidates: str = "true",
-        distractor_seed: int = 0,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        eval_batch_size: int = 8,
-        eval_progress: bool = False,
-    ) -> None:
-        def is_int(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        if not is_int(max_history) or max_history < 0:
-            raise ConfigError(f"max_history={max_history!r}: allowed is an integer >= 0")
-        if not is_int(max_length) or max_length < 8:
-            raise ConfigError(f"max_length={max_length!r}: allowed is an integer >= 8")
-        if not is_int(train_candidates) or not 1 <= train_candidates <= NUM_CANDIDATES:
-            raise ConfigError(f"train_candidates={train_candidates!r}: allowed is an integer in [1, {NUM_CANDIDATES}]")
-        for name, value in (("lm_coef", lm_coef), ("mc_coef", mc_coef)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{name}={value!r}: allowed is a number >= 0")
-        if distill_candidates not in DISTILL_CANDIDATES:
-            raise ConfigError(f"distill_candidates={distill_candidates!r}: allowed are {', '.join(DISTILL_CANDIDATES)}")
-        for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples)):
-            if value is not None and (not is_int(value) or value < 1):
-                raise ConfigError(f"{name}={value!r}: allowed is None or an integer >= 1")
-        if not is_int(eval_batch_size) or eval_batch_size < 1:
-            raise ConfigError(f"eval_batch_size={eval_batch_size!r}: allowed is an integer >= 1")
-        if data_dir is not None and not Path(data_dir).is_dir():
-            raise MissingInputError(f"--data-dir {data_dir}: no such directory")
+    def __init__(self, tokenizer: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(tokenizer, *args, **kwargs)
+        if self.data_options.data_files:
+            raise UsageError("--task personachat reads Persona-Chat (--data-dir or the hub), not --train-file/--eval-file/--test-file")
         add_personachat_special_tokens(tokenizer)
-        self.tokenizer = tokenizer
-        self.data_dir = None if data_dir is None else str(data_dir)
-        self.train_split = train_split
-        self.max_history = max_history
-        self.max_length = max_length
-        self.train_candidates = train_candidates
-        self.lm_coef = float(lm_coef)
-        self.mc_coef = float(mc_coef)
-        self.distill_candidates = distill_candidates
-        self.distractor_seed = distractor_seed
-        self.max_train_examples = max_train_examples
-        self.max_eval_examples = max_eval_examples
-        self.eval_batch_size = eval_batch_size
-        self.eval_progress = eval_progress
         self._examples: dict[str, list[PersonaChatExample]] = {}
 
     # --- model
@@ -223,13 +199,13 @@ class PersonaChatTask(Task):
         """All examples of `split` (20 candidates each, the true reply last), loaded once."""
         if split not in self._examples:
             if split in PARLAI_SPLITS:
-                if self.data_dir is None:
+                if self.data_options.data_dir is None:
                     raise DataError(f"split {split!r} is a local ParlAI fixture: pass --data-dir (e.g. ../shared/data)")
-                path = Path(self.data_dir) / PARLAI_FIXTURE.format(split=PARLAI_SPLITS[split])
+                path = Path(self.data_options.data_dir) / PARLAI_FIXTURE.format(split=PARLAI_SPLITS[split])
                 self._examples[split] = load_parlai_fixture(path)
             else:
                 try:
-                    examples = load_personachat(split, self.data_dir, NUM_CANDIDATES, self.distractor_seed)
+                    examples = load_personachat(split, self.data_options.data_dir, NUM_CANDIDATES, self.options.distractor_seed)
                 except OSError as error:  # the hub out of reach (local files raise DataError instead)
                     raise DataError(
                         f"could not read Persona-Chat {split} from the hub ({str(error).splitlines()[0]}); "
@@ -242,13 +218,13 @@ class PersonaChatTask(Task):
         examples = self.examples(split)
         if cap is not None:
             examples = examples[:cap]
-        return PersonaChatDataset(examples, self.tokenizer, self.max_history, self.max_length, num_candidates)
+        return PersonaChatDataset(examples, self.tokenizer, self.options.max_history, self.options.max_length, num_candidates)
 
     def train_dataset(self) -> PersonaChatDataset:
-        return self._dataset(self.train_split, self.max_train_examples, self.train_candidates)
+        return self._dataset(self.data_options.train_split, self.data_options.max_train_examples, self.options.train_candidates)
 
     def eval_dataset(self, split: str) -> PersonaChatDataset:
-        return self._dataset(split, self.max_eval_examples, None)
+        return self._dataset(split, self.data_options.max_eval_examples, None)
 
     def collate(self, examples: list[Any]) -> dict[str, Tensor]:
         return collate_double_head(examples, pad_token_id=self.tokenizer.pad_token_id)
@@ -259,10 +235,10 @@ class PersonaChatTask(Task):
     # --- losses
     def task_loss(self, outputs: Any, batch: dict[str, Any]) -> Tensor:
         """lm_coef * (reply next-token NLL) + mc_coef * (cross-entropy of the choice)."""
-        return double_head_loss(outputs, batch, self.lm_coef, self.mc_coef)[0]
+        return double_head_loss(outputs, batch, self.options.lm_coef, self.options.mc_coef)[0]
 
     def distill_targets(self, outputs: Any, batch: dict[str, Any]) -> DistillTargets:
-        return double_head_distill_targets(outputs, batch, self.distill_candidates)
+        return double_head_distill_targets(outputs, batch, self.options.distill_candidates)
 
     # --- metric
     def evaluate(self, model: nn.Module, split: str, accelerator: Any) -> dict[str, float]:
@@ -272,82 +248,20 @@ class PersonaChatTask(Task):
         Each process scores the examples `rank, rank + N, ...` and the counts are added up, so the
         result is the same on every process and equals a one-process evaluation.
         """
-        dataset = self.eval_dataset(split)
-        rank, world = accelerator.process_index, accelerator.num_processes
-        shard = Subset(dataset, range(rank, len(dataset), world))
-        correct, total = 0.0, 0.0
-        if len(shard):
-            loader = DataLoader(shard, batch_size=self.eval_batch_size, collate_fn=self.collate)
-            show = self.eval_progress and accelerator.is_main_process
+
+        def score(loader: DataLoader, show: bool) -> tuple[float, float]:
             result = evaluate_hits_at_1(MultipleChoiceScorer(model), loader, device=accelerator.device, progress=show)
-            correct, total = result["accuracy"] * result["examples"], float(result["examples"])
-        totals = torch.tensor([correct, total], dtype=torch.float64, device=accelerator.device)
-        if world > 1:
-            totals = accelerator.reduce(totals, reduction="sum")
+            return result["accuracy"] * result["examples"], float(result["examples"])
+
+        totals = self.sharded_sums(split, accelerator, score)
         if totals[1] == 0:
             raise DataError(f"split {split!r} holds no example to score")
         return {"accuracy": float(100.0 * totals[0] / totals[1]), "examples": int(totals[1])}
 
-    # --- record and command line
-    def config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "data_dir": self.data_dir,
-            "train_split": self.train_split,
-            "max_history": self.max_history,
-            "max_length": self.max_length,
-            "train_candidates": self.train_candidates,
-            "lm_coef": self.lm_coef,
-            "mc_coef": self.mc_coef,
-            "distill_candidates": self.distill_candidates,
-            "distractor_seed": self.distractor_seed,
-            "max_train_examples": self.max_train_examples,
-            "max_eval_examples": self.max_eval_examples,
-        }
-
+    # --- tokenizer (settings, record and flags: PersonaChatOptions and DataOptions, through Task)
     @classmethod
     def load_tokenizer(cls, name_or_path: str) -> Any:
         """GPT-2's tokenizer with the Persona-Chat special tokens (a saved run's already has them)."""
         tokenizer = load_gpt2_tokenizer(name_or_path)
         add_personachat_special_tokens(tokenizer)
         return tokenizer
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("next-utterance prediction (--task personachat)")
-        group.add_argument("--max-history", type=int, default=2, help="keep the last 2*N+1 utterances (default 2)")
-        group.add_argument("--max-length", type=int, default=512, help="tokens per candidate sequence (default 512)")
-        group.add_argument(
-            "--train-candidates", type=int, default=2, help="candidates per training example, true one included (default 2)"
-        )
-        group.add_argument("--lm-coef", type=float, default=1.0, help="weight of the reply's LM loss (default 1)")
-        group.add_argument("--mc-coef", type=float, default=1.0, help="weight of the multiple-choice loss (default 1)")
-        group.add_argument(
-            "--distill-candidates",
-            choices=DISTILL_CANDIDATES,
-            default="true",
-            help="sequences whose LM logits and hidden states are distilled (default: the true reply's)",
-        )
-        group.add_argument(
-            "--distractor-seed", type=int, default=0, help="seed of the 19 distractors drawn for local splits (default 0)"
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, tokenizer: Any) -> "PersonaChatTask":
-        if data_files_from_args(args):
-            raise UsageError("--task personachat reads Persona-Chat (--data-dir or the hub), not --train-file/--eval-file/--test-file")
-        return cls(
-            tokenizer,
-            data_dir=args.data_dir,
-            train_split=args.train_split,
-            max_history=args.max_history,
-            max_length=args.max_length,
-            train_candidates=args.train_candidates,
-            lm_coef=args.lm_coef,
-            mc_coef=args.mc_coef,
-            distill_candidates=args.distill_candidates,
-            distractor_seed=args.distractor_seed,
-            max_train_examples=args.max_train_examples,
-            max_eval_examples=args.max_eval_examples,
-            eval_batch_size=args.eval_batch_size,
-        )

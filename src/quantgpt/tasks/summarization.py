@@ -1,6 +1,6 @@
 """Abstractive summarization on XSum with BART: records, batches, beam-search summaries, ROUGE.
 
-SPEC section 7: source length 512, beam search with 6 beams and length penalty 1, ROUGE-1/2/L.
+docs/method.md#tasks-and-training-settings: source length 512, beam search with 6 beams and length penalty 1, ROUGE-1/2/L.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def generate_summaries(
 ) -> list[str]:
     """One summary per document by beam search (`model.generate`), decoded without special tokens.
 
-    Defaults follow SPEC section 7 (6 beams, length penalty 1); max_new_tokens=60 is fairseq's
+    Defaults follow docs/method.md#tasks-and-training-settings (6 beams, length penalty 1); max_new_tokens=60 is fairseq's
     XSum limit. Other generation options (fairseq's recipe also used min_length and
     no_repeat_ngram_size=3) pass through `generate_kwargs`. The model's mode is restored.
     """

@@ -1,7 +1,7 @@
 """Abstractive summarization as a training `Task`: BART on XSum, scored by ROUGE-1/2/L.
 
 A thin adapter over `summarization` (records, tokenization, beam search, ROUGE). Fine-tuning
-minimizes the summary's next-token cross-entropy. Distillation (SPEC Eq. 4, 5) uses the decoder's
+minimizes the summary's next-token cross-entropy. Distillation (Eq. 4, 5 in docs/method.md) uses the decoder's
 LM logits over the summary tokens, and the token-level contrastive loss on the hidden states of
 the decoder (the method; `ContrastiveConfig.layer` picks the last or the first layer) or of the
 encoder over the article's tokens (`contrastive_states="encoder"`, the paper's Table 6 ablation).
@@ -11,9 +11,8 @@ them with ROUGE; it also reports the teacher-forced loss of the reference summar
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,12 +33,13 @@ from quantgpt.tasks.summarization import (
     rouge_scores,
     tokenize_summarization,
 )
-from quantgpt.tasks.text_datasets import data_file_for, data_files_from_args
+from quantgpt.errors import ConfigError
+from quantgpt.settings import setting, validate
+from quantgpt.tasks.errors import DataError
+from quantgpt.tasks.text_datasets import data_file_for
 from quantgpt.tokenization import load_bart_tokenizer
 from quantgpt.training.task import DistillTargets, Task
-from quantgpt.config import ConfigError
-from quantgpt.errors import MissingInputError
-from quantgpt.tasks.errors import DataError
+from quantgpt.validators import integer, number, one_of, optional
 
 CONTRASTIVE_STATES = ("decoder", "encoder")
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
@@ -86,13 +86,10 @@ class SummarizationCollator:
         return batch
 
 
-class SummarizationTask(Task):
-    """Abstractive summarization on XSum with BART (SPEC section 7).
+@dataclass(frozen=True)
+class SummarizationOptions:
+    """Summarization (--task xsum).
 
-    tokenizer: BART's. data_dir: the folder holding `xsum/` (e.g. ../shared/data; local splits are
-    named by file: "sample", "test-1000"); None reads the hub ("train", "validation", "test").
-    data_files: your own JSON-lines files by split ({"train", "valid", "test"}: path; records with
-    "document" and "summary"), read instead of XSum.
     max_source_length: article tokens (paper: 512). max_target_length: summary tokens kept for
     training (choice: 128; summaries are padded to the longest of the batch, as the paper).
     contrastive_states: "decoder" (the method) or "encoder" (Table 6). num_beams, length_penalty,
@@ -100,67 +97,40 @@ class SummarizationTask(Task):
     tokens is fairseq's XSum limit; no_repeat_ngram_size None keeps the model's generation config).
     """
 
+    max_source_length: int = setting(512, integer(1), "article tokens")
+    max_target_length: int = setting(128, integer(1), "summary tokens for training")
+    contrastive_states: str = setting(
+        "decoder", one_of(CONTRASTIVE_STATES),
+        "hidden states of the contrastive loss: decoder (summary tokens) or encoder (article tokens)",
+    )
+    num_beams: int = setting(6, integer(1), "beam size of generation")
+    length_penalty: float = setting(1.0, number(), "beam search length penalty")
+    max_new_tokens: int = setting(60, integer(1), "longest generated summary")
+    no_repeat_ngram_size: int | None = setting(
+        None, optional(integer(0)), "forbid repeated n-grams in generation (default: the model's setting)"
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+class SummarizationTask(Task):
+    """Abstractive summarization on XSum with BART (docs/method.md#tasks-and-training-settings).
+
+    tokenizer: BART's. Options: `SummarizationOptions` and `DataOptions` (data_dir: the folder
+    holding `xsum/`, e.g. ../shared/data, local splits named by file: "sample", "test-1000"; None
+    reads the hub: "train", "validation", "test"; data files: your own JSON lines by split, records
+    with "document" and "summary", read instead of XSum), by keyword.
+    """
+
     name = "xsum"
     primary_metric = "rouge2"
     greater_is_better = True
     task_loss_is_nll = True
+    options_class = SummarizationOptions
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        data_dir: str | Path | None = None,
-        train_split: str = "train",
-        max_source_length: int = 512,
-        max_target_length: int = 128,
-        contrastive_states: str = "decoder",
-        num_beams: int = 6,
-        length_penalty: float = 1.0,
-        max_new_tokens: int = 60,
-        no_repeat_ngram_size: int | None = None,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        eval_batch_size: int = 8,
-        eval_progress: bool = False,
-        data_files: dict[str, str] | None = None,
-    ) -> None:
-        def is_int(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        for name, value in (
-            ("max_source_length", max_source_length),
-            ("max_target_length", max_target_length),
-            ("num_beams", num_beams),
-            ("max_new_tokens", max_new_tokens),
-            ("eval_batch_size", eval_batch_size),
-        ):
-            if not is_int(value) or value < 1:
-                raise ConfigError(f"{name}={value!r}: allowed is an integer >= 1")
-        if contrastive_states not in CONTRASTIVE_STATES:
-            raise ConfigError(f"contrastive_states={contrastive_states!r}: allowed are {', '.join(CONTRASTIVE_STATES)}")
-        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-            raise ConfigError(f"length_penalty={length_penalty!r}: allowed is a number")
-        if no_repeat_ngram_size is not None and (not is_int(no_repeat_ngram_size) or no_repeat_ngram_size < 0):
-            raise ConfigError(f"no_repeat_ngram_size={no_repeat_ngram_size!r}: allowed is None or an integer >= 0")
-        for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples)):
-            if value is not None and (not is_int(value) or value < 1):
-                raise ConfigError(f"{name}={value!r}: allowed is None or an integer >= 1")
-        if data_dir is not None and not Path(data_dir).is_dir():
-            raise MissingInputError(f"--data-dir {data_dir}: no such directory")
-        self.tokenizer = tokenizer
-        self.data_dir = None if data_dir is None else str(data_dir)
-        self.data_files = {split: str(path) for split, path in (data_files or {}).items()}
-        self.train_split = train_split
-        self.max_source_length = max_source_length
-        self.max_target_length = max_target_length
-        self.contrastive_states = contrastive_states
-        self.num_beams = num_beams
-        self.length_penalty = float(length_penalty)
-        self.max_new_tokens = max_new_tokens
-        self.no_repeat_ngram_size = no_repeat_ngram_size
-        self.max_train_examples = max_train_examples
-        self.max_eval_examples = max_eval_examples
-        self.eval_batch_size = eval_batch_size
-        self.eval_progress = eval_progress
+    def __init__(self, tokenizer: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(tokenizer, *args, **kwargs)
         # BART starts decoding with </s>; prepare_model takes the model's own value.
         self.collator = SummarizationCollator(tokenizer, decoder_start_token_id=tokenizer.eos_token_id)
         self._records: dict[str, Dataset] = {}
@@ -181,10 +151,10 @@ class SummarizationTask(Task):
         """The first `cap` (all when None) document/summary records of `split`, loaded once."""
         if split not in self._records:
             try:
-                if self.data_files:
-                    self._records[split] = load_xsum_jsonl(data_file_for(self.data_files, split))
+                if self.data_options.data_files:
+                    self._records[split] = load_xsum_jsonl(data_file_for(self.data_options.data_files, split))
                 else:
-                    self._records[split] = load_xsum(split, self.data_dir)
+                    self._records[split] = load_xsum(split, self.data_options.data_dir)
             except OSError as error:  # the hub out of reach (local files raise DataError instead)
                 raise DataError(
                     f"could not read XSum {split} from the hub ({str(error).splitlines()[0]}); "
@@ -197,15 +167,15 @@ class SummarizationTask(Task):
         key = f"{split}:{cap}"
         if key not in self._tokenized:
             self._tokenized[key] = tokenize_summarization(
-                self.records(split, cap), self.tokenizer, self.max_source_length, self.max_target_length
+                self.records(split, cap), self.tokenizer, self.options.max_source_length, self.options.max_target_length
             )
         return self._tokenized[key]
 
     def train_dataset(self) -> Dataset:
-        return self._tokenized_split(self.train_split, self.max_train_examples)
+        return self._tokenized_split(self.data_options.train_split, self.data_options.max_train_examples)
 
     def eval_dataset(self, split: str) -> Dataset:
-        return self._tokenized_split(split, self.max_eval_examples)
+        return self._tokenized_split(split, self.data_options.max_eval_examples)
 
     def collate(self, examples: list[Any]) -> dict[str, Tensor]:
         return self.collator(examples)
@@ -224,7 +194,7 @@ class SummarizationTask(Task):
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"].reshape(-1), ignore_index=IGNORE_INDEX)
 
     def distill_targets(self, outputs: Any, batch: dict[str, Any]) -> DistillTargets:
-        return seq2seq_distill_targets(outputs, batch, self.contrastive_states)
+        return seq2seq_distill_targets(outputs, batch, self.options.contrastive_states)
 
     # --- metric
     @torch.no_grad()
@@ -234,7 +204,7 @@ class SummarizationTask(Task):
         was_training = model.training
         model.eval()
         try:
-            for batch in DataLoader(dataset, batch_size=self.eval_batch_size, collate_fn=self.collate):
+            for batch in DataLoader(dataset, batch_size=self.data_options.eval_batch_size, collate_fn=self.collate):
                 batch = {key: value.to(device) for key, value in batch.items()}
                 logits = model(**self.model_inputs(batch)).logits.float()
                 labels = batch["labels"]
@@ -252,23 +222,23 @@ class SummarizationTask(Task):
         Each process summarizes the documents `rank, rank + N, ...` and the sums are added up, so
         the result is the same on every process and equals a one-process evaluation.
         """
-        records = self.records(split, self.max_eval_examples)
+        records = self.records(split, self.data_options.max_eval_examples)
         rank, world = accelerator.process_index, accelerator.num_processes
         indices = list(range(rank, len(records), world))
         sums = dict.fromkeys(ROUGE_TYPES, 0.0)
         nll, tokens = 0.0, 0
         if indices:
             shard = records.select(indices)
-            generation = {} if self.no_repeat_ngram_size is None else {"no_repeat_ngram_size": self.no_repeat_ngram_size}
+            generation = {} if self.options.no_repeat_ngram_size is None else {"no_repeat_ngram_size": self.options.no_repeat_ngram_size}
             summaries = generate_summaries(
                 model,
                 self.tokenizer,
                 list(shard["document"]),
-                num_beams=self.num_beams,
-                length_penalty=self.length_penalty,
-                max_new_tokens=self.max_new_tokens,
-                batch_size=self.eval_batch_size,
-                max_source_length=self.max_source_length,
+                num_beams=self.options.num_beams,
+                length_penalty=self.options.length_penalty,
+                max_new_tokens=self.options.max_new_tokens,
+                batch_size=self.data_options.eval_batch_size,
+                max_source_length=self.options.max_source_length,
                 device=accelerator.device,
                 progress=self.eval_progress and accelerator.is_main_process,
                 **generation,
@@ -290,62 +260,8 @@ class SummarizationTask(Task):
         loss = float(totals[-3] / totals[-2]) if totals[-2] > 0 else math.nan
         return {**result, "loss": loss, "examples": int(count)}
 
-    # --- record and command line
-    def config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "data_dir": self.data_dir,
-            "data_files": self.data_files,
-            "train_split": self.train_split,
-            "max_source_length": self.max_source_length,
-            "max_target_length": self.max_target_length,
-            "contrastive_states": self.contrastive_states,
-            "num_beams": self.num_beams,
-            "length_penalty": self.length_penalty,
-            "max_new_tokens": self.max_new_tokens,
-            "no_repeat_ngram_size": self.no_repeat_ngram_size,
-            "max_train_examples": self.max_train_examples,
-            "max_eval_examples": self.max_eval_examples,
-        }
-
+    # --- tokenizer (settings, record and flags: SummarizationOptions and DataOptions, through Task)
     @classmethod
     def load_tokenizer(cls, name_or_path: str) -> Any:
         """BART's tokenizer; a GPT-2 BPE directory with fairseq's dictionary gives it offline."""
         return load_bart_tokenizer(name_or_path)
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("summarization (--task xsum)")
-        group.add_argument("--max-source-length", type=int, default=512, help="article tokens (default 512)")
-        group.add_argument("--max-target-length", type=int, default=128, help="summary tokens for training (default 128)")
-        group.add_argument(
-            "--contrastive-states",
-            choices=CONTRASTIVE_STATES,
-            default="decoder",
-            help="hidden states of the contrastive loss: decoder (summary tokens) or encoder (article tokens)",
-        )
-        group.add_argument("--num-beams", type=int, default=6, help="beam size of generation (default 6)")
-        group.add_argument("--length-penalty", type=float, default=1.0, help="beam search length penalty (default 1)")
-        group.add_argument("--max-new-tokens", type=int, default=60, help="longest generated summary (default 60)")
-        group.add_argument(
-            "--no-repeat-ngram-size", type=int, help="forbid repeated n-grams in generation (default: the model's setting)"
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, tokenizer: Any) -> "SummarizationTask":
-        return cls(
-            tokenizer,
-            data_dir=args.data_dir,
-            train_split=args.train_split,
-            max_source_length=args.max_source_length,
-            max_target_length=args.max_target_length,
-            contrastive_states=args.contrastive_states,
-            num_beams=args.num_beams,
-            length_penalty=args.length_penalty,
-            max_new_tokens=args.max_new_tokens,
-            no_repeat_ngram_size=args.no_repeat_ngram_size,
-            max_train_examples=args.max_train_examples,
-            max_eval_examples=args.max_eval_examples,
-            eval_batch_size=args.eval_batch_size,
-            data_files=data_files_from_args(args),
-        )

@@ -12,7 +12,6 @@ as they are, "valid" and "validation" standing for each other.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,19 +25,6 @@ FILES = "text"  # --dataset text: the files of --train-file / --eval-file / --te
 SPLIT_FLAGS = {"train": "--train-file", "valid": "--eval-file", "test": "--test-file"}
 JSON_SUFFIXES = (".jsonl", ".json")
 _SPLIT_ALIASES = {"valid": ("valid", "validation"), "validation": ("validation", "valid")}
-
-
-def add_data_file_arguments(group: argparse._ArgumentGroup) -> None:
-    """--train-file / --eval-file / --test-file, shared by the tasks that read the user's files."""
-    group.add_argument("--train-file", help="your training data: plain text, or JSON lines (.jsonl) with --text-column")
-    group.add_argument("--eval-file", help="your model-selection data (the valid split), same format")
-    group.add_argument("--test-file", help="your test data (the test split), same format")
-
-
-def data_files_from_args(args: argparse.Namespace) -> dict[str, str]:
-    """{split: path} of the --*-file flags given."""
-    files = {"train": args.train_file, "valid": args.eval_file, "test": args.test_file}
-    return {split: path for split, path in files.items() if path}
 
 
 def _candidates(split: str) -> tuple[str, ...]:

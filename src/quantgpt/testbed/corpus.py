@@ -45,12 +45,12 @@ class PretrainingTask(LanguageModelingTask):
         super().__init__(tokenizer, data_dir=data_dir, train_split=PRETRAINING_CORPUS, **options)
 
     def _training_lines(self) -> list[str]:
-        if self.max_train_blocks is None:
-            return load_pretraining_lines(self.data_dir)
-        wanted = self.max_train_blocks * self.block_size
+        if self.data_options.max_train_examples is None:
+            return load_pretraining_lines(self.data_options.data_dir)
+        wanted = self.data_options.max_train_examples * self.options.block_size
         max_lines = 1 + wanted // 8
         while True:  # lines hold a few tokens each: double the prefix until it is long enough
-            lines = load_pretraining_lines(self.data_dir, max_lines)
+            lines = load_pretraining_lines(self.data_options.data_dir, max_lines)
             text = "".join(line + "\n" for line in lines)
             if len(lines) < max_lines or len(self.tokenizer(text, verbose=False)["input_ids"]) > wanted:
                 return lines
@@ -59,9 +59,9 @@ class PretrainingTask(LanguageModelingTask):
     def train_dataset(self) -> LMBlockDataset:
         key = (PRETRAINING_CORPUS, True)
         if key not in self._datasets:
-            blocks = tokenize_to_blocks(self._training_lines(), self.tokenizer, self.block_size)
-            if self.max_train_blocks is not None:
-                blocks = blocks[: self.max_train_blocks]
+            blocks = tokenize_to_blocks(self._training_lines(), self.tokenizer, self.options.block_size)
+            if self.data_options.max_train_examples is not None:
+                blocks = blocks[: self.data_options.max_train_examples]
             self._datasets[key] = LMBlockDataset(blocks)
         return self._datasets[key]
 

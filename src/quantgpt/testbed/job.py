@@ -17,21 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from .. import api
-from ..config import WEIGHT_METHODS, BitWidths, QuantConfig
+from ..config import BitWidths, QuantConfig
+from ..quantizers import weight_methods
 from ..distill import ContrastiveConfig
 from ..report import FULL_PRECISION, ResultRow, table1_markdown, write_report, write_table1
 from ..size import model_size
 from ..tasks.language_modeling import LM_CORPORA
-from ..training import ObjectiveConfig, TrainingConfig, build_objective, make_accelerator, train
+from ..training import ObjectiveConfig, TrainingConfig
 from .measure import measure, seconds_per_step
-from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available, torchao_student
+from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available
 from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, QATRecipe, TeacherRecipe
 from .teacher import SELECT_SPLIT, Teacher, get_teacher, lm_task, teacher_evaluation
 from ..config import ConfigError
+from ..settings import setting, validate
+from ..validators import instance_of, integer, some_of, strings
 
 Log = Callable[[str], None]
 PAPER_METHODS = ("quantgpt", "pact", "lsq", "laq")
@@ -47,35 +49,22 @@ class TestbedJob:
     (see peers.py) at the same bit widths; `reference_steps` > 0 also runs that many steps of plain
     full-precision logit distillation, the reference of the step-time ratios."""
 
-    teacher: TeacherRecipe = DEFAULT_TEACHER
-    qat: QATRecipe = DEFAULT_QAT
-    methods: tuple[str, ...] = PAPER_METHODS
-    bits: tuple[str, ...] = ("2-2-8",)
-    test_sets: tuple[str, ...] = TEST_SETS
-    peers: tuple[str, ...] = ()
-    reference_steps: int = 0
+    teacher: TeacherRecipe = setting(DEFAULT_TEACHER, instance_of(TeacherRecipe), cli=False)
+    qat: QATRecipe = setting(DEFAULT_QAT, instance_of(QATRecipe), cli=False)
+    methods: tuple[str, ...] = setting(PAPER_METHODS, some_of(weight_methods), "methods: registered weight quantizers")
+    bits: tuple[str, ...] = setting(("2-2-8",), strings(), "W-E-A bit widths")
+    test_sets: tuple[str, ...] = setting(TEST_SETS, some_of(LM_CORPORA), "test sets")
+    peers: tuple[str, ...] = setting((), some_of(PEERS), "other libraries' quantizers")
+    reference_steps: int = setting(0, integer(0), "steps of full-precision distillation timed as reference")
     __test__ = False  # a name starting with "Test" that is not a pytest class
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "methods", tuple(self.methods))
+        validate(self)
         object.__setattr__(self, "bits", tuple(str(BitWidths.parse(b)) for b in self.bits))
-        object.__setattr__(self, "test_sets", tuple(self.test_sets))
-        object.__setattr__(self, "peers", tuple(self.peers))
-        for method in self.methods:
-            if method not in WEIGHT_METHODS:
-                raise ConfigError(f"TestbedJob.methods: {method!r} is not allowed: use some of {', '.join(WEIGHT_METHODS)}")
-        for name in self.test_sets:
-            if name not in LM_CORPORA:
-                raise ConfigError(f"TestbedJob.test_sets: {name!r} is not allowed: use some of {', '.join(LM_CORPORA)}")
-        for peer in self.peers:
-            if peer not in PEERS:
-                raise ConfigError(f"TestbedJob.peers: {peer!r} is not allowed: use some of {', '.join(PEERS)}")
         if "torchao" in self.peers and not torchao_available():
             raise ConfigError(f"TestbedJob.peers: 'torchao' is not installed: pip install {TORCHAO_REQUIREMENT}")
         if not self.methods and not self.peers:
             raise ConfigError("TestbedJob.methods: name at least one method or peer")
-        if isinstance(self.reference_steps, bool) or not isinstance(self.reference_steps, int) or self.reference_steps < 0:
-            raise ConfigError(f"TestbedJob.reference_steps={self.reference_steps!r} is not allowed: use an integer >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,12 +133,9 @@ def _fresh(run_dir: Path) -> Path:
 
 
 def _objective(method: str, qat: QATRecipe) -> ObjectiveConfig:
-    """The paper's objective: Eq. 5 for QuantGPT, logit distillation (Eq. 4) for the baselines; a
-    peer library and the full-precision reference get logit distillation too."""
-    if method not in WEIGHT_METHODS:
-        return ObjectiveConfig(kind="distill")
-    contrastive = ContrastiveConfig(num_negatives=qat.num_negatives, lam=qat.contrastive_weight)
-    return ObjectiveConfig.for_method(method, contrastive, use_contrastive=False if qat.contrastive_weight == 0 else None)
+    """The paper's objective for `method` (`ObjectiveConfig.for_method` decides), with the recipe's
+    settings of QuantGPT's contrastive loss (its weight 0 is the ablation without it)."""
+    return ObjectiveConfig.for_method(method, ContrastiveConfig(num_negatives=qat.num_negatives, lam=qat.contrastive_weight))
 
 
 def _quantgpt_objective_text(qat: QATRecipe) -> str:
@@ -177,7 +163,8 @@ def _method_result(method: str, bits: str, run_dir: Path, measured, tokens_per_s
 
 
 def quantize_with_method(job, teacher, method, bits, run_dir, data_dir, progress) -> MethodResult:
-    """QAT of one paper method through `api.quantize`, then its best model on the test sets."""
+    """QAT of one registered method (the paper's, or a peer library's quantizer) through
+    `api.quantize` (prepare + distill), then its best model on the test sets."""
     task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
     config = _training_config(job.qat, method, _fresh(run_dir), job.qat.steps, progress)
     measured = measure(
@@ -188,58 +175,13 @@ def quantize_with_method(job, teacher, method, bits, run_dir, data_dir, progress
     return _method_result(method, bits, run_dir, measured, job.qat.batch_size * job.teacher.block_size, perplexity)
 
 
-def _train_custom_student(job, teacher, student_of, method, bits, run_dir, data_dir, progress, steps, record):
-    """Distillation of a student built by `student_of(teacher_model)` through the training loop;
-    returns the measured run and the teacher model."""
+def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> MethodResult:
+    """`job.reference_steps` steps of logit distillation (`api.distill`) into an unquantized copy of
+    the teacher: the step time every method is compared with (no test-set evaluation)."""
     task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
     teacher_model = AutoModelForCausalLM.from_pretrained(str(teacher.model_dir))
-    student = student_of(teacher_model)
-    objective_config = _objective(method, job.qat)
-    config = _training_config(job.qat, method, _fresh(run_dir), steps, progress)
-    measured = measure(
-        lambda: train(
-            student=student,
-            teacher=teacher_model,
-            task=task,
-            objective=build_objective(objective_config, student.config, teacher_model.config),
-            config=config,
-            tokenizer=task.tokenizer,
-            run_record={
-                "command": record,
-                "teacher": str(teacher.model_dir),
-                "quantization": {"method": method, "bits": bits, "peer": True} if record == "quantize-peer" else None,
-                "objective": objective_config.to_dict(),
-            },
-            description=f"{method} {bits}",
-        )
-    )
-    return measured, teacher_model
-
-
-def quantize_with_peer(job, teacher, peer, bits, run_dir, data_dir, progress) -> MethodResult:
-    """QAT with another library's weight quantizer (peers.py), same loop and loss as the baselines;
-    its best weights are loaded back into a freshly prepared student for the test sets."""
-    student_of = lambda model: torchao_student(model, bits)  # noqa: E731  (the only peer so far)
-    measured, teacher_model = _train_custom_student(
-        job, teacher, student_of, peer, bits, run_dir, data_dir, progress, job.qat.steps, "quantize-peer"
-    )
-    best = student_of(teacher_model)
-    missing, unexpected = best.load_state_dict(load_file(run_dir / "best" / "model.safetensors"), strict=False)
-    if unexpected or any(not key.startswith("lm_head.") for key in missing):
-        raise ValueError(f"{run_dir}/best does not match the peer student: missing {missing}, unexpected {unexpected}")
-    best.tie_weights()
-    best.eval()
-    accelerator = make_accelerator(TrainingConfig(output_dir=str(run_dir)))
-    perplexity = _test_perplexities(job, teacher, data_dir, lambda t: t.evaluate(best, TEST_SPLIT, accelerator))
-    return _method_result(peer, bits, run_dir, measured, job.qat.batch_size * job.teacher.block_size, perplexity)
-
-
-def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> MethodResult:
-    """`job.reference_steps` steps of logit distillation into an unquantized copy of the teacher:
-    the step time every method is compared with (no test-set evaluation)."""
-    measured, _ = _train_custom_student(
-        job, teacher, copy.deepcopy, "full-precision", "-", run_dir, data_dir, progress, job.reference_steps, "distill-fp"
-    )
+    config = _training_config(job.qat, REFERENCE, _fresh(run_dir), job.reference_steps, progress)
+    measured = measure(lambda: api.distill(task, config, copy.deepcopy(teacher_model), teacher_model, _objective(REFERENCE, job.qat)))
     return _method_result(REFERENCE, "-", run_dir, measured, job.qat.batch_size * job.teacher.block_size, {})
 
 
@@ -252,8 +194,7 @@ def _rows(job: TestbedJob, teacher_model_config, teacher_perplexity, results, re
         if reference_step and result.seconds_per_step:
             extra["step_time_ratio"] = result.seconds_per_step / reference_step
         size = model_size(teacher_model_config, result.bits).quantized_mib
-        name = "torchao (peer)" if result.method == "torchao" else result.method
-        rows.append(ResultRow(name, result.bits, size, result.perplexity, extra))
+        rows.append(ResultRow(result.method, result.bits, size, result.perplexity, extra))
     return rows
 
 
@@ -278,7 +219,7 @@ def run_testbed(
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     figures_dir = Path(figures_dir) if figures_dir is not None else out_dir / "figures"
-    entries = [(m, b, False) for b in job.bits for m in job.methods] + [(p, b, True) for b in job.bits for p in job.peers]
+    entries = [(m, b) for b in job.bits for m in job.methods] + [(p, b) for b in job.bits for p in job.peers]
     total = 2 + len(entries) + (1 if job.reference_steps else 0)
     counter = iter(range(1, total + 1))
 
@@ -295,10 +236,9 @@ def run_testbed(
         stage(f"full-precision distillation, {job.reference_steps} steps (step-time reference)")
         reference = full_precision_distillation(job, teacher, runs_dir / REFERENCE, data_dir, progress)
     results = []
-    for method, bits, is_peer in entries:
+    for method, bits in entries:
         stage(f"{method} {bits}: quantization-aware training, {job.qat.steps} steps, then {', '.join(job.test_sets)} test")
-        run = quantize_with_peer if is_peer else quantize_with_method
-        result = run(job, teacher, method, bits, runs_dir / f"{method}-{bits}", data_dir, progress)
+        result = quantize_with_method(job, teacher, method, bits, runs_dir / f"{method}-{bits}", data_dir, progress)
         results.append(result)
         log(
             f"{method} {bits}: "
@@ -328,7 +268,7 @@ def run_testbed(
     drawn: dict[str, dict[str, Path]] = {}
     if figures:
         for bits in job.bits:
-            quantized = [r.run_dir for r in results if r.bits == bits and r.method in WEIGHT_METHODS]
+            quantized = [r.run_dir for r in results if r.bits == bits]
             if quantized:
                 drawn[bits] = write_report(teacher.run_dirs + quantized, figures_dir / bits, teacher=teacher.model_dir, data_dir=data_dir)
         if drawn:
@@ -375,7 +315,7 @@ def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) ->
         + "".join(f" ({m}: {r:g})" for m, r in job.qat.method_quantizer_learning_rates.items())
         + f", linear decay to 0, best of every {job.qat.eval_every} steps on {SELECT_SPLIT}; "
         + _quantgpt_objective_text(job.qat) + "; baselines and peers: logit distillation.",
-        "- Size: the paper's accounting (SPEC section 8) applied to this model.",
+        "- Size: the paper's accounting (docs/method.md#size-accounting) applied to this model.",
     ]
     if reference is not None and reference.seconds_per_step:
         lines.append(

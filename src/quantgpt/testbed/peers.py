@@ -1,76 +1,11 @@
-"""Quantizers of another library on the same teacher, model and training: the testbed's peer baseline.
+"""Other libraries' quantizers the testbed runs beside the paper's methods (`quantgpt run --peers`).
 
-torchao (PyTorch's quantization library) provides QAT fake quantizers; `IntxFakeQuantizer` with
-`IntxFakeQuantizeConfig(torch.int{b}, "per_channel", is_symmetric=True)` is its generic b-bit
-weight fake quantizer (a max-abs scale per output channel, recomputed each forward, STE). Here it
-replaces the weight quantizer of every quantized module of a `quantize_model` student, so the
-activations, the attention, the distillation loss and the training loop are exactly those of the
-other methods: only the weight/embedding quantizer differs.
-
-Two differences are torchao's own and are reported with its results: its b-bit grid is two's
-complement, [-2^(b-1), 2^(b-1) - 1] (4 levels at 2 bits, where the paper's ternary grid has 3),
-and it has no per-matrix granularity for weights, so every linear layer gets one scale per output
-channel (the paper's methods: one per matrix; the embedding: one per row for both).
+Each is a registered weight quantizer (`quantgpt.quantizers`), trained by the same loop and loss as
+the baselines; only its name here says it comes from elsewhere.
 """
 
-from __future__ import annotations
+from ..quantizers.torchao import TORCHAO_REQUIREMENT, torchao_available
 
-import copy
-import importlib.util
-
-import torch
-from torch import nn
-
-from ..config import BitWidths, QuantConfig
-from ..convert import quantize_model, quantized_weight_modules
-from ..layers import QuantLinear
-from ..quantizers import WeightQuantizer
-from ..errors import UsageError
-
-TORCHAO_REQUIREMENT = "torchao==0.14.1"  # see pyproject.toml: a newer one is imported by every command
 PEERS = ("torchao",)
 
-
-def torchao_available() -> bool:
-    return importlib.util.find_spec("torchao") is not None
-
-
-class TorchAOWeightQuantizer(WeightQuantizer):
-    """torchao's `IntxFakeQuantizer` behind this package's weight-quantizer interface.
-
-    `transposed` is True for GPT-2's Conv1D weights, stored (in, out): torchao's per-channel scales
-    run over dim 0, so the weight is transposed to (out, in) around the call to get one scale per
-    output channel (per token for the embedding).
-    """
-
-    def __init__(self, bits: int, per_row: bool = False, rows: int | None = None, transposed: bool = False) -> None:
-        super().__init__(bits, per_row, rows)
-        if not torchao_available():
-            raise UsageError(f"the torchao peer needs torchao: pip install {TORCHAO_REQUIREMENT}")
-        from torchao.quantization.qat import IntxFakeQuantizeConfig, IntxFakeQuantizer
-
-        config = IntxFakeQuantizeConfig(getattr(torch, f"int{bits}"), "per_channel", is_symmetric=True)
-        self.fake_quantizer = IntxFakeQuantizer(config)
-        self.transposed = transposed
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if self.transposed:
-            return self.fake_quantizer(w.t()).t()
-        return self.fake_quantizer(w)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, torchao IntxFakeQuantizer per_channel, transposed={self.transposed}"
-
-
-def torchao_student(teacher: nn.Module, bits: str | BitWidths) -> nn.Module:
-    """A copy of `teacher` quantized like the other methods (8-bit activations, quantized attention)
-    with torchao's fake quantizer on every weight matrix and on the word embedding."""
-    bits = BitWidths.parse(bits)
-    student = copy.deepcopy(teacher)
-    quantize_model(student, QuantConfig(method="rtn", bits=bits))  # the modules; their quantizers are replaced below
-    for module in quantized_weight_modules(student).values():
-        old = module.weight_quantizer
-        transposed = isinstance(module, QuantLinear) and module.transposed
-        module.weight_quantizer = TorchAOWeightQuantizer(old.bits, old.per_row, old.rows, transposed=transposed)
-    student.config.quantization_config = {**student.config.quantization_config, "peer": "torchao IntxFakeQuantizer"}
-    return student
+__all__ = ["PEERS", "TORCHAO_REQUIREMENT", "torchao_available"]

@@ -9,15 +9,19 @@ on a GPU cluster) are kept only where a docstring below says so.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from transformers import GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
-from ..config import ConfigError
+
+from ..errors import ConfigError
+from ..settings import setting, validate
+from ..validators import integer, number, one_of, optional, rates
 
 # Bumped when the way a teacher is made changes without a change of its settings.
 RECIPE_FORMAT = 1
@@ -25,15 +29,21 @@ RECIPE_FORMAT = 1
 TEACHER_ARCHITECTURES = ("gpt2", "llama", "qwen2", "opt")
 
 
-def _check(owner: str, name: str, value: Any, kind: type | tuple, low: float | None = None, allowed: str = "") -> None:
-    is_kind = isinstance(value, kind) and not isinstance(value, bool)
-    if not is_kind or (low is not None and value < low):
-        raise ConfigError(f"{owner}.{name}={value!r} is not allowed: {allowed}")
+def parse_rates(text: str) -> dict[str, float]:
+    """"quantgpt=0.02,lsq=0.001" -> {"quantgpt": 0.02, "lsq": 0.001} ("" -> {}): the flag's text."""
+    parsed = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            parsed[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: write METHOD=RATE, e.g. quantgpt=0.02") from None
+    return parsed
 
 
 @dataclass(frozen=True)
 class TeacherRecipe:
-    """How the full-precision teacher is trained from scratch (CPU testbed, SPEC section 7 adapted).
+    """How the full-precision teacher is trained from scratch (CPU testbed; docs/method.md#tasks-and-training-settings).
 
     Tokenizer: byte-level BPE of `vocab_size` tokens trained on the training text (the pretraining
     corpus, when used, and WikiText-2's testbed-train split). Model: `architecture` (GPT-2 by
@@ -48,50 +58,29 @@ class TeacherRecipe:
     (tests and smoke runs only: it makes the perplexities partial).
     """
 
-    vocab_size: int = 8192
-    n_layer: int = 4
-    n_embd: int = 256
-    n_head: int = 4
-    block_size: int = 256
-    dropout: float = 0.1
-    batch_size: int = 8
-    pretrain_steps: int = 0
-    pretrain_learning_rate: float = 1e-3
-    finetune_steps: int = 900
-    finetune_learning_rate: float = 1e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    eval_every: int = 100
-    seed: int = 0
-    max_blocks: int | None = None
-    architecture: str = "gpt2"
+    # The fields (names, order, types, defaults) are hashed into the key of the cached teacher: never change them.
+    vocab_size: int = setting(8192, integer(258), "BPE vocabulary (>= 258: 256 bytes, <|endoftext|>, a merge)")
+    n_layer: int = setting(4, integer(1), "layers")
+    n_embd: int = setting(256, integer(1), "width")
+    n_head: int = setting(4, integer(1), "attention heads (must divide --n-embd)")
+    block_size: int = setting(256, integer(2), "positions and training block length")
+    dropout: float = setting(0.1, number(0, below=1), "dropout")
+    batch_size: int = setting(8, integer(1), "blocks per step")
+    pretrain_steps: int = setting(0, integer(0), "pretraining steps on the general-English corpus (0: none)")
+    pretrain_learning_rate: float = setting(1e-3, number(above=0), "pretraining learning rate")
+    finetune_steps: int = setting(900, integer(1), "fine-tuning steps on testbed-train")
+    finetune_learning_rate: float = setting(1e-3, number(above=0), "fine-tuning learning rate")
+    warmup_steps: int = setting(50, integer(0), "warm-up steps of each stage")
+    weight_decay: float = setting(0.01, number(0), "AdamW weight decay")
+    eval_every: int = setting(100, integer(1), "evaluate on testbed-select every N steps")
+    seed: int = setting(0, integer(0), "random seed")
+    max_blocks: int | None = setting(None, optional(integer(1)), "cap the blocks of every split (tests and smoke runs)")
+    architecture: str = setting("gpt2", one_of(TEACHER_ARCHITECTURES), "teacher shape")
 
     def __post_init__(self) -> None:
-        owner = "TeacherRecipe"
-        if self.architecture not in TEACHER_ARCHITECTURES:
-            raise ConfigError(
-                f"{owner}.architecture={self.architecture!r} is not allowed: use one of {', '.join(TEACHER_ARCHITECTURES)}"
-            )
-        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size", "batch_size", "finetune_steps", "eval_every"):
-            _check(owner, name, getattr(self, name), int, 1, "use an integer >= 1")
-        for name in ("pretrain_steps", "warmup_steps", "seed"):
-            _check(owner, name, getattr(self, name), int, 0, "use an integer >= 0")
-        _check(owner, "vocab_size", self.vocab_size, int, 258, "use an integer >= 258 (256 bytes, <|endoftext|>, a merge)")
-        _check(owner, "block_size", self.block_size, int, 2, "use an integer >= 2")
+        validate(self)
         if self.n_embd % self.n_head:
-            raise ConfigError(f"{owner}.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
-        for name in ("pretrain_learning_rate", "finetune_learning_rate"):
-            value = getattr(self, name)
-            _check(owner, name, value, (int, float), None, "use a number > 0")
-            if not value > 0:
-                raise ConfigError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
-        for name in ("dropout", "weight_decay"):
-            value = getattr(self, name)
-            _check(owner, name, value, (int, float), 0, "use a number >= 0 (dropout below 1)")
-        if self.dropout >= 1:
-            raise ConfigError(f"{owner}.dropout={self.dropout!r} is not allowed: use a number in [0, 1)")
-        if self.max_blocks is not None:
-            _check(owner, "max_blocks", self.max_blocks, int, 1, "use None or an integer >= 1")
+            raise ConfigError(f"TeacherRecipe.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,17 +99,9 @@ class TeacherRecipe:
         if self.architecture != "gpt2":
             return self._decoder_config()
         return GPT2Config(
-            vocab_size=self.vocab_size,
-            n_positions=self.block_size,
-            n_embd=self.n_embd,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            resid_pdrop=self.dropout,
-            embd_pdrop=self.dropout,
-            attn_pdrop=self.dropout,
-            bos_token_id=0,
-            eos_token_id=0,
-            architectures=["GPT2LMHeadModel"],
+            vocab_size=self.vocab_size, n_positions=self.block_size, n_embd=self.n_embd, n_layer=self.n_layer,
+            n_head=self.n_head, resid_pdrop=self.dropout, embd_pdrop=self.dropout, attn_pdrop=self.dropout,
+            bos_token_id=0, eos_token_id=0, architectures=["GPT2LMHeadModel"],
         )
 
     def _decoder_config(self) -> PretrainedConfig:
@@ -168,36 +149,22 @@ class QATRecipe:
     distillation alone, the ablation that tells what the contrastive loss adds on this testbed.
     """
 
-    steps: int = 150
-    batch_size: int = 4
-    learning_rate: float = 5e-4
-    quantizer_learning_rate: float = 1e-3
-    method_quantizer_learning_rates: dict[str, float] = field(default_factory=lambda: {"quantgpt": 2e-2})
-    warmup_steps: int = 0
-    eval_every: int = 50
-    num_negatives: int = 32
-    contrastive_weight: float = 0.1
-    seed: int = 0
+    steps: int = setting(150, integer(1), "optimizer steps")
+    batch_size: int = setting(4, integer(1), "blocks per step")
+    learning_rate: float = setting(5e-4, number(above=0), "backbone learning rate")
+    quantizer_learning_rate: float = setting(1e-3, number(above=0), "quantizer learning rate (methods not in the next flag)")
+    method_quantizer_learning_rates: dict[str, float] = setting(
+        factory=lambda: {"quantgpt": 2e-2}, check=rates(), parse=parse_rates,
+        help="quantizer learning rate per method, METHOD=RATE,... (\"\" for none)",
+    )
+    warmup_steps: int = setting(0, integer(0), "warm-up steps")
+    eval_every: int = setting(50, integer(1), "evaluate on testbed-select every N steps")
+    num_negatives: int = setting(32, integer(1), "negatives of QuantGPT's contrastive loss")
+    contrastive_weight: float = setting(0.1, number(0), "QuantGPT's lambda (0 drops the contrastive loss)")
+    seed: int = setting(0, integer(0), "random seed")
 
     def __post_init__(self) -> None:
-        owner = "QATRecipe"
-        for name in ("steps", "batch_size", "eval_every", "num_negatives"):
-            _check(owner, name, getattr(self, name), int, 1, "use an integer >= 1")
-        for name in ("warmup_steps", "seed"):
-            _check(owner, name, getattr(self, name), int, 0, "use an integer >= 0")
-        for name in ("learning_rate", "quantizer_learning_rate"):
-            value = getattr(self, name)
-            _check(owner, name, value, (int, float), None, "use a number > 0")
-            if not value > 0:
-                raise ConfigError(f"{owner}.{name}={value!r} is not allowed: use a number > 0")
-        _check(owner, "contrastive_weight", self.contrastive_weight, (int, float), 0, "use a number >= 0 (0 drops the contrastive loss)")
-        rates = dict(self.method_quantizer_learning_rates)
-        for method, value in rates.items():
-            if not isinstance(method, str) or isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(
-                    f"{owner}.method_quantizer_learning_rates[{method!r}]={value!r} is not allowed: use a method name and a number > 0"
-                )
-        object.__setattr__(self, "method_quantizer_learning_rates", rates)
+        validate(self)
 
     def quantizer_learning_rate_of(self, method: str) -> float:
         """The quantizer learning rate `method` trains with."""

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2TokenizerFast
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..validators import is_int
 
 END_OF_TEXT = "<|endoftext|>"
 # Lines are fed to the BPE trainer in chunks so that a corpus of millions of lines streams.
@@ -42,7 +43,7 @@ def train_bpe_tokenizer(
     symbols, then the merges in order of frequency; no prefix space is added, as in GPT-2, so that
     tokenizing text and decoding the ids gives the text back.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 258:
+    if not is_int(vocab_size) or vocab_size < 258:
         raise ConfigError(f"vocab_size={vocab_size!r}: allowed is an integer >= 258 (256 bytes, <|endoftext|> and a merge)")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -2,7 +2,7 @@
 
 `train` runs fine-tuning and quantization-aware training alike; a `Task` brings data, model class,
 losses' inputs and metric; an `Objective` turns outputs into the loss (task loss, or logit
-distillation with the token-level contrastive loss, SPEC Eq. 2-5).
+distillation with the token-level contrastive loss, Eq. 2-5, docs/method.md#token-level-contrastive-distillation).
 """
 
 from quantgpt.training.checkpoints import CheckpointManager
@@ -18,7 +18,7 @@ from quantgpt.training.objectives import (
     ObjectiveConfig,
     build_objective,
 )
-from quantgpt.training.optim import build_optimizer, build_scheduler, hand_curvature_to_laq
+from quantgpt.training.optim import build_optimizer, build_scheduler
 from quantgpt.training.task import TASKS, DistillTargets, Task, task_class
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "build_objective",
     "build_optimizer",
     "build_scheduler",
-    "hand_curvature_to_laq",
     "make_accelerator",
     "read_metrics",
     "task_class",

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from ..durable import replace_directory
 from ..errors import InputFileError
 from ..jsonio import dumps_json
+from ..validators import is_number
 
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -190,8 +191,8 @@ def _check_plain_state(reader: CheckpointReader, name: str, saved: Any, current:
     if not isinstance(saved, dict) or set(saved) != set(current):
         raise reader.damaged(name, f"expected an object with the keys {sorted(current)}")
     for key, value in current.items():
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if number and not (isinstance(saved[key], (int, float)) and not isinstance(saved[key], bool)):
+        number = is_number(value)
+        if number and not is_number(saved[key]):
             raise reader.damaged(name, f"{key} is {saved[key]!r}, expected a number")
         if not number and value is not None and not isinstance(saved[key], type(value)):
             raise reader.damaged(name, f"{key} is {saved[key]!r}, expected a {type(value).__name__}")

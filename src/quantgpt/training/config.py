@@ -1,6 +1,6 @@
 """Settings of one training run (fine-tuning or quantization-aware training), validated when built.
 
-Defaults follow SPEC section 7 (language modelling) where the paper states a value; the rest are
+Defaults follow docs/method.md#tasks-and-training-settings (language modelling) where the paper states a value; the rest are
 marked as choices. `batch_size` is the **global** batch of one optimizer step (the paper's 32 on 8
 GPUs): each process reads `batch_size / (processes * gradient_accumulation_steps)` examples per
 micro-step, so a run gives the same updates on any number of processes.
@@ -8,27 +8,20 @@ micro-step, so a run gives the same updates on any number of processes.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..settings import setting, to_dict, validate
+from ..validators import boolean, integer, number, one_of, optional, path, strings, text
 from .trackers import check_report_to
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-@dataclass
+@dataclass(frozen=True)
 class TrainingConfig:
-    """How the one training loop runs (SPEC section 7; choices marked).
+    """How the one training loop runs (docs/method.md#tasks-and-training-settings; choices marked).
 
     output_dir: the run directory (run_config.json, metrics.jsonl, checkpoints/, best/, final_metrics.json);
         a new run needs a new or empty directory.
@@ -49,79 +42,49 @@ class TrainingConfig:
         yet); an error when output_dir holds no run or its latest checkpoint is damaged.
     """
 
-    output_dir: str
-    learning_rate: float = 5e-4
-    quantizer_learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    warmup_steps: int = 0
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    num_epochs: int = 1
-    max_steps: int | None = None
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    eval_every: int = 500
-    save_every: int = 500
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    eval_split: str = "valid"
-    test_split: str | None = None
-    mixed_precision: str = "no"
-    num_workers: int = 0
-    ddp_find_unused_parameters: bool = False
-    report_to: tuple[str, ...] = ()
-    resume: bool = False
-    progress: bool = True
+    output_dir: str = setting(check=path(), help="run directory (checkpoints, metrics.jsonl, best/, ...)")
+    learning_rate: float = setting(5e-4, number(above=0), "backbone learning rate", flags=("--lr",))
+    quantizer_learning_rate: float = setting(
+        1e-3, number(above=0), "learning rate of quantizer parameters", flags=("--quantizer-lr",)
+    )
+    weight_decay: float = setting(0.0, number(0), "AdamW weight decay of the backbone")
+    adam_beta1: float = setting(0.9, number(0, below=1), "AdamW beta1")
+    adam_beta2: float = setting(0.999, number(0, below=1), "AdamW beta2")
+    adam_epsilon: float = setting(1e-8, number(above=0), "AdamW epsilon")
+    warmup_steps: int = setting(0, integer(0), "linear warm-up steps before the linear decay to 0")
+    batch_size: int = setting(32, integer(1), "global batch per optimizer step")
+    gradient_accumulation_steps: int = setting(1, integer(1), "micro-steps per optimizer step")
+    num_epochs: int = setting(1, integer(1), "training epochs", flags=("--epochs",))
+    max_steps: int | None = setting(None, optional(integer(0)), "optimizer steps (overrides --num-epochs; 0 only evaluates)")
+    max_grad_norm: float = setting(1.0, number(0), "gradient clipping norm (0 disables)")
+    seed: int = setting(42, integer(0), "random seed")
+    eval_every: int = setting(500, integer(0), "evaluate every N steps and at the end (0: end only)")
+    save_every: int = setting(500, integer(0), "checkpoint every N steps and at the end (0: end only)")
+    keep_checkpoints: int = setting(2, integer(1), "how many latest checkpoints to keep")
+    log_every: int = setting(10, integer(1), "write train metrics every N steps")
+    eval_split: str = setting("valid", text(), "split that picks the best model")
+    test_split: str | None = setting(None, optional(text()), "split evaluated with the best model at the end")
+    mixed_precision: str = setting("no", one_of(MIXED_PRECISION), "autocast precision")
+    num_workers: int = setting(0, integer(0), "DataLoader worker processes")
+    ddp_find_unused_parameters: bool = setting(False, boolean(), "DDP's find_unused_parameters (multi-process runs)")
+    report_to: tuple[str, ...] = setting(
+        (), strings(), "also log every metric to these trackers (tensorboard, wandb, mlflow, aim, ...), under OUTPUT_DIR/logs"
+    )
+    resume: bool = setting(False, boolean(), "continue from the latest checkpoint in --output-dir")
+    progress: bool = setting(True, boolean(), "progress bar")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.output_dir, str) or not self.output_dir:
-            raise UsageError(f"TrainingConfig.output_dir={self.output_dir!r}: allowed is a non-empty path")
-        for name in ("learning_rate", "quantizer_learning_rate"):
-            value = getattr(self, name)
-            if not _is_number(value) or not value > 0:
-                raise UsageError(f"TrainingConfig.{name}={value!r}: allowed is a number > 0")
-        for name in ("weight_decay", "max_grad_norm"):
-            value = getattr(self, name)
-            if not _is_number(value) or value < 0:
-                raise UsageError(f"TrainingConfig.{name}={value!r}: allowed is a number >= 0")
-        for name in ("adam_beta1", "adam_beta2"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value < 1:
-                raise UsageError(f"TrainingConfig.{name}={value!r}: allowed is a number in [0, 1)")
-        if not _is_number(self.adam_epsilon) or not self.adam_epsilon > 0:
-            raise UsageError(f"TrainingConfig.adam_epsilon={self.adam_epsilon!r}: allowed is a number > 0")
-        for name in ("batch_size", "gradient_accumulation_steps", "num_epochs", "keep_checkpoints", "log_every"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise UsageError(f"TrainingConfig.{name}={value!r}: allowed is an integer >= 1")
-        for name in ("warmup_steps", "eval_every", "save_every", "num_workers", "seed"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise UsageError(f"TrainingConfig.{name}={value!r}: allowed is an integer >= 0")
-        if self.max_steps is not None and (not _is_int(self.max_steps) or self.max_steps < 0):
-            raise UsageError(f"TrainingConfig.max_steps={self.max_steps!r}: allowed is None or an integer >= 0")
+        validate(self)
         if self.batch_size % self.gradient_accumulation_steps:
             raise UsageError(
                 f"TrainingConfig.batch_size={self.batch_size} is not divisible by "
                 f"gradient_accumulation_steps={self.gradient_accumulation_steps}: allowed is a multiple of it"
             )
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise UsageError(
-                f"TrainingConfig.mixed_precision={self.mixed_precision!r}: allowed are {', '.join(MIXED_PRECISION)}"
-            )
-        if not isinstance(self.eval_split, str) or not self.eval_split:
-            raise UsageError(f"TrainingConfig.eval_split={self.eval_split!r}: allowed is a split name")
-        if self.test_split is not None and (not isinstance(self.test_split, str) or not self.test_split):
-            raise UsageError(f"TrainingConfig.test_split={self.test_split!r}: allowed is None or a split name")
-        if isinstance(self.report_to, str):
-            self.report_to = (self.report_to,)
-        self.report_to = check_report_to(self.report_to)
+        object.__setattr__(self, "report_to", check_report_to(self.report_to))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as a JSON-ready dict (the `training` section of run_config.json)."""
+        return to_dict(self)
 
     def micro_batch_size(self, num_processes: int) -> int:
         """Examples one process reads per micro-step; the global batch must split evenly."""

@@ -2,20 +2,21 @@
 
 Read top to bottom, `train` does: check every setting and the run directory (nothing is written
 until all checks pass), build optimizer and schedule, resume from the latest checkpoint if asked,
-then for each optimizer step run the micro-batches (gradient accumulation), clip, step, hand LAQ its
-curvature, log, evaluate, keep the best model, checkpoint, and stop cleanly on SIGTERM or when the
-loss stops being finite. Tasks and objectives plug in; nothing here knows the task's batch.
+then for each optimizer step run the micro-batches (gradient accumulation), clip, step, call the
+quantizers' hook, log, evaluate, keep the best model, checkpoint, and stop cleanly on SIGTERM or
+when the loss stops being finite. What the run carries between steps is a `RunState`; `_Run`
+holds the steps of the loop that are more than a line. Tasks and objectives plug in; nothing here
+knows the task's batch.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,47 +26,23 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..durable import recover_directory, replace_directory
-from ..errors import (
-    InputFileError,
-    MissingInputError,
-    OutputPathError,
-    TrainingDivergedError,
-    UsageError,
-)
-from ..jsonio import json_ready
+from ..convert import after_optimizer_step
+from ..durable import replace_directory
+from ..errors import InputFileError, TrainingDivergedError, UsageError
 from ..model_files import quiet_progress_bars
-from .checkpoints import (
-    BEST_DIR,
-    CHECKPOINTS_DIR,
-    TRAINER_STATE,
-    CheckpointManager,
-    write_json_atomic,
-)
+from .checkpoints import BEST_DIR, CHECKPOINTS_DIR, TRAINER_STATE, CheckpointManager
 from .config import TrainingConfig
 from .data import StepBatchSampler
 from .interrupt import StopRequest, TrainingInterrupted, fault_injection
-from .metrics import FINAL_METRICS_FILE, METRICS_FILE, Progress, write_final_metrics
+from .metrics import Progress, write_final_metrics
 from .models import freeze, saved_model
 from .objectives import Objective
-from .optim import (
-    build_optimizer,
-    build_scheduler,
-    group_learning_rates,
-    hand_curvature_to_laq,
-)
+from .optim import build_optimizer, build_scheduler, group_learning_rates
+from .run_dir import check_run_dir, create_run_dir
 from .task import Task, move_to_device
-from .trackers import LOGS_DIR, TrackedMetricsLog, tracker_accelerator_kwargs
+from .trackers import TrackedMetricsLog, tracker_accelerator_kwargs
 
-RUN_CONFIG = "run_config.json"
-# Settings that may change between a run and its resumption without changing its result; the
-# output directory is the folder being resumed, however it is spelled or wherever it was moved.
-RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "output_dir", "report_to")
-# Paths in a run record, compared resolved: `./runs/t` and `runs/t` are the same teacher.
-RECORDED_PATHS = (("teacher",), ("model",), ("model_config",), ("task", "data_dir"))
-# What a run directory holds (besides the temporary names starting with a dot).
-RUN_ENTRIES = (RUN_CONFIG, METRICS_FILE, CHECKPOINTS_DIR, BEST_DIR, FINAL_METRICS_FILE, LOGS_DIR)
-TRAINER_STATE_KEYS = ("step", "best_metric", "best_step", "best_metrics", "last_eval")
+__all__ = ["RunState", "TrainResult", "TrainingModule", "check_run_dir", "make_accelerator", "optimizer_step", "train"]
 
 
 class TrainingModule(nn.Module):
@@ -138,100 +115,6 @@ def _gather_across_processes(accelerator: Accelerator):
     return gather
 
 
-def _resolved(value: Any) -> Any:
-    if isinstance(value, str) and value and os.path.exists(os.path.expanduser(value)):
-        return os.path.realpath(os.path.expanduser(value))
-    return value
-
-
-def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    record = json.loads(json.dumps(json_ready(record)))
-    record.pop("environment", None)  # library versions may change between a run and its resumption
-    for key in RESUMABLE_CHANGES:
-        record.get("training", {}).pop(key, None)
-    for *sections, key in RECORDED_PATHS:
-        holder = record
-        for section in sections:
-            holder = holder.get(section) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and key in holder:
-            holder[key] = _resolved(holder[key])
-    return record
-
-
-def _differing_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(
-        f"{section}.{key}"
-        for section in set(old) | set(new)
-        for key in set(old.get(section) or {}) | set(new.get(section) or {})
-        if isinstance(old.get(section), dict) and isinstance(new.get(section), dict)
-        and old[section].get(key) != new[section].get(key)
-    ) or sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
-
-
-def check_run_dir(run_dir: Path, resume: bool, run_record: dict[str, Any] | None = None) -> None:
-    """Fail with one line, before anything is written, unless `run_dir` can take this run.
-
-    A new run needs a new or empty directory (dot-files aside); `--resume` needs a directory
-    holding a quantgpt run whose recorded settings equal `run_record`'s (when given), up to the
-    spelling of paths and the settings in RESUMABLE_CHANGES.
-    """
-    run_dir = Path(run_dir)
-    existing = next((path for path in (run_dir, *run_dir.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise OutputPathError(f"--output-dir {run_dir}: {existing} is a file, not a directory; pass a new directory")
-    config_file = run_dir / RUN_CONFIG
-    if resume:
-        if not run_dir.is_dir():
-            raise MissingInputError(
-                f"--resume: {run_dir} does not exist; pass the --output-dir of the run to continue, or drop --resume to start one"
-            )
-        if not config_file.is_file():
-            raise InputFileError(
-                f"--resume: {run_dir} holds no quantgpt run (no {RUN_CONFIG}); pass the --output-dir of the run to continue"
-            )
-        try:
-            previous = json.loads(config_file.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputFileError(
-                f"{config_file}: not valid JSON ({error}); the run record is damaged, start a new --output-dir"
-            ) from None
-        except OSError as error:
-            raise InputFileError(f"--resume: {config_file}: cannot read it ({error.strerror or error})") from None
-        if not isinstance(previous, dict):
-            raise InputFileError(f"{config_file}: not a run record (a JSON object); start a new --output-dir")
-        if run_record is not None and _comparable(previous) != _comparable(run_record):
-            differing = _differing_settings(_comparable(previous), _comparable(run_record))
-            raise UsageError(
-                f"--resume with settings that differ from {config_file}: {', '.join(differing)}; "
-                "resume with the same settings or start a new --output-dir"
-            )
-        return
-    if not run_dir.is_dir():
-        return
-    try:
-        entries = sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))
-    except OSError as error:
-        raise OutputPathError(f"--output-dir {run_dir}: cannot list it ({error.strerror or error})") from None
-    if any(name in RUN_ENTRIES for name in entries):
-        raise OutputPathError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --output-dir")
-    if entries:
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise OutputPathError(
-            f"--output-dir {run_dir} holds files that are not a quantgpt run ({shown}); pick a new or empty directory"
-        )
-
-
-def create_run_dir(run_dir: Path, run_record: dict[str, Any], is_main: bool) -> None:
-    """Create the run directory (checked by `check_run_dir`) and record its settings."""
-    if is_main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            recover_directory(run_dir / BEST_DIR)
-            write_json_atomic(run_dir / RUN_CONFIG, run_record)
-        except OSError as error:  # not writable, or a path under a file
-            raise OutputPathError(f"--output-dir {run_dir}: cannot write it ({error.strerror or error})") from None
-
-
 def _position_limit(model: nn.Module) -> int | None:
     config = getattr(model, "config", None)
     for name in ("n_positions", "max_position_embeddings"):
@@ -254,24 +137,6 @@ def check_sequences_fit(model: nn.Module, task: Task, train_set: Any, batch_size
                 f"training sequences of {value.shape[-1]} tokens ({key}) are longer than the model's {limit} positions: "
                 f"pass a --block-size (or the task's length limit) of at most {limit}"
             )
-
-
-def _checked_trainer_state(state: Any, checkpoint: Path) -> dict[str, Any]:
-    missing = [key for key in TRAINER_STATE_KEYS if key not in state]
-    if missing:
-        raise InputFileError(
-            f"{checkpoint / TRAINER_STATE}: lacks {', '.join(missing)}; the checkpoint is damaged: delete {checkpoint} "
-            "to resume from the checkpoint before it, or start a new --output-dir"
-        )
-    return state
-
-
-def _is_better(value: float, best: float | None, greater_is_better: bool) -> bool:
-    if not math.isfinite(value):
-        return False
-    if best is None:
-        return True
-    return value > best if greater_is_better else value < best
 
 
 @dataclass
@@ -300,8 +165,9 @@ def optimizer_step(
     """One optimizer step of the loop (also what benchmarks/step_time.py times).
 
     Forward and backward each of the `accumulation` micro-batches (loss / accumulation), with the
-    gradient all-reduce only on the last; clip; AdamW step; scheduler step; LAQ's curvature from
-    the new second moments; then one all-reduce of the logged numbers.
+    gradient all-reduce only on the last; clip; AdamW step; scheduler step; the quantizers' hook
+    after the step (LAQ's curvature from the new second moments); then one all-reduce of the
+    logged numbers.
     """
     totals: dict[str, Tensor] = {}
     tokens = 0
@@ -319,7 +185,7 @@ def optimizer_step(
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    hand_curvature_to_laq(student, raw_optimizer)
+    after_optimizer_step(student, raw_optimizer)
 
     names = sorted(totals)
     summed = torch.stack([totals[name] for name in names] + [totals["loss"].new_tensor(float(tokens))])
@@ -327,6 +193,144 @@ def optimizer_step(
         summed = accelerator.reduce(summed, reduction="sum")
     losses = {name: float(summed[i]) / accelerator.num_processes for i, name in enumerate(names)}
     return StepResult(losses, int(summed[-1]), None if grad_norm is None else float(grad_norm), rates)
+
+
+@dataclass
+class RunState:
+    """What a run carries from step to step, saved in each checkpoint's trainer_state.json."""
+
+    step: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    best_metrics: dict[str, float] | None = None
+    last_eval: dict[str, Any] | None = None
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any], checkpoint: Path) -> "RunState":
+        names = [name for name in cls.__dataclass_fields__]
+        missing = [name for name in names if name not in saved]
+        if missing:
+            raise InputFileError(
+                f"{checkpoint / TRAINER_STATE}: lacks {', '.join(missing)}; the checkpoint is damaged: delete {checkpoint} "
+                "to resume from the checkpoint before it, or start a new --output-dir"
+            )
+        return cls(**{name: saved[name] for name in names})
+
+    def improves(self, value: float, greater_is_better: bool) -> bool:
+        """Whether `value` beats the best metric so far (a non-finite value never does)."""
+        if not math.isfinite(value):
+            return False
+        if self.best_metric is None:
+            return True
+        return value > self.best_metric if greater_is_better else value < self.best_metric
+
+
+class _Run:
+    """One run's parts and the steps of its loop that are more than a line: evaluate and keep the
+    best model, checkpoint, stop on divergence. `train` below is the loop itself."""
+
+    def __init__(self, *, config, accelerator, module, task, tokenizer, checkpoints, metrics, total_steps, state) -> None:
+        self.config, self.accelerator, self.module, self.task = config, accelerator, module, task
+        self.tokenizer, self.checkpoints, self.metrics = tokenizer, checkpoints, metrics
+        self.total_steps, self.state = total_steps, state
+        self.run_dir = Path(config.output_dir)
+
+    def diverged(self, step: int, what: str, values: dict[str, Any]) -> TrainingDivergedError:
+        self.metrics.write({"kind": "event", "step": step, "event": "diverged", **values})
+        last_checkpoint = self.checkpoints.latest()
+        kept = [f"{CHECKPOINTS_DIR}/{last_checkpoint.name}"] if last_checkpoint is not None else []
+        if self.state.best_step is not None:
+            kept.append(f"{BEST_DIR}/ (step {self.state.best_step})")
+        return TrainingDivergedError(
+            f"training diverged at step {step}: {what}; kept {' and '.join(kept) or 'nothing'} in {self.run_dir}; "
+            f"start a new --output-dir with a lower learning rate (--lr {self.config.learning_rate:g}, "
+            f"--quantizer-lr {self.config.quantizer_learning_rate:g})"
+        )
+
+    def check_finite(self, step: int, result: StepResult) -> None:
+        loss = result.losses["loss"]
+        if not math.isfinite(loss):
+            raise self.diverged(step, f"the training loss is {loss}", {"loss": loss})
+        # A non-finite gradient makes a non-finite update, except under fp16 loss scaling, which skips that step.
+        if result.grad_norm is not None and not math.isfinite(result.grad_norm) and self.accelerator.scaler is None:
+            raise self.diverged(step, f"the gradient norm is {result.grad_norm}", {"grad_norm": result.grad_norm})
+
+    def student(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.module).student
+
+    def evaluate_and_keep_best(self, step: int) -> None:
+        config, task, state = self.config, self.task, self.state
+        # Evaluation must not draw from the training RNG, or eval_every would change the run.
+        rng_devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=rng_devices):
+            result = task.evaluate(self.student(), config.eval_split, self.accelerator)
+        self.metrics.write({"kind": "eval", "step": step, "split": config.eval_split, **result})
+        value = float(result[task.primary_metric])
+        if not math.isfinite(value):
+            raise self.diverged(step, f"the {config.eval_split} {task.primary_metric} is {value}", {task.primary_metric: value})
+        state.last_eval = {"step": step, **result}
+        if state.improves(value, task.greater_is_better):
+            state.best_metric, state.best_step, state.best_metrics = value, step, dict(result)
+            if self.accelerator.is_main_process:
+                self._save_best()
+            self.accelerator.wait_for_everyone()
+
+    def _save_best(self) -> None:
+        tmp = self.run_dir / f".tmp-{BEST_DIR}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        with quiet_progress_bars():
+            self.student().save_pretrained(tmp)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(tmp)
+        replace_directory(tmp, self.run_dir / BEST_DIR)
+
+    def save_checkpoint(self, step: int) -> Path:
+        if not all(bool(torch.isfinite(parameter).all()) for parameter in self.module.parameters()):
+            raise self.diverged(step, "the weights are no longer finite", {})
+        self.metrics.sync()
+        return self.checkpoints.save(step, {**asdict(self.state), "step": step, "total_steps": self.total_steps})
+
+    def stop_requested(self, stop: StopRequest) -> bool:
+        """SIGTERM on any process stops every process (the flags are summed)."""
+        requested = torch.tensor(float(stop.requested), device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            requested = self.accelerator.reduce(requested, reduction="sum")
+        return float(requested) > 0
+
+    def log_step(self, step: int, result: StepResult, rate: float, steps_per_epoch: int) -> None:
+        if step % self.config.log_every == 0 or step == self.total_steps:
+            record = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, **result.losses}
+            record.update(result.learning_rates, tokens_per_s=rate)
+            if result.grad_norm is not None:
+                record["grad_norm"] = result.grad_norm
+            self.metrics.write(record)
+
+    def finish(self) -> TrainResult:
+        """Evaluate the best model on the test split (when set), write final_metrics.json."""
+        config, task, state, accelerator = self.config, self.task, self.state, self.accelerator
+        test_result = None
+        if config.test_split is not None:
+            accelerator.wait_for_everyone()
+            best_model = saved_model(task.model_class(), self.run_dir / BEST_DIR).to(accelerator.device)
+            test_result = task.evaluate(best_model, config.test_split, accelerator)
+            self.metrics.write(
+                {"kind": "eval", "step": state.best_step, "split": config.test_split, "model": BEST_DIR, **test_result}
+            )
+        final = {key: value for key, value in state.last_eval.items() if key != "step"}
+        report = {
+            "steps": self.total_steps,
+            "primary_metric": task.primary_metric,
+            "eval_split": config.eval_split,
+            "final": final,
+            "best": {"step": state.best_step, **state.best_metrics},
+            "test": None if test_result is None else {"split": config.test_split, **test_result},
+        }
+        if accelerator.is_main_process:
+            write_final_metrics(self.run_dir, report)
+        self.metrics.close()
+        accelerator.wait_for_everyone()
+        return TrainResult(self.run_dir, self.total_steps, final, state.best_metrics, state.best_step, test_result)
 
 
 def train(
@@ -373,159 +377,70 @@ def train(
     scheduler = build_scheduler(optimizer, config, total_steps)
     module, optimizer = accelerator.prepare(module, optimizer)
     objective.gather = _gather_across_processes(accelerator)
-    raw_optimizer = optimizer.optimizer
-
     checkpoints = CheckpointManager(
         run_dir, config.keep_checkpoints, accelerator, module=module, optimizer=optimizer, scheduler=scheduler
     )
     # The training RNG (dropout, sampled negatives) differs per process, as it should in data parallelism.
     set_seed(config.seed, device_specific=True)
-    state: dict[str, Any] = {"step": 0, "best_metric": None, "best_step": None, "best_metrics": None, "last_eval": None}
+    state = RunState()
     latest = checkpoints.latest() if config.resume else None
     if latest is not None:  # a damaged checkpoint fails here, before anything on disk changes
-        state = _checked_trainer_state(checkpoints.load(latest), latest)
-        hand_curvature_to_laq(student, raw_optimizer)  # LAQ's D lives in the optimizer state, not the model
+        state = RunState.from_checkpoint(checkpoints.load(latest), latest)
+        after_optimizer_step(student, optimizer.optimizer)  # LAQ's D lives in the optimizer state, not the model
     metrics = TrackedMetricsLog(run_dir, is_main, accelerator, record)
     if config.resume:
-        metrics.truncate_after(state["step"])
+        metrics.truncate_after(state.step)
     accelerator.wait_for_everyone()
     create_run_dir(run_dir, record, is_main)
     accelerator.wait_for_everyone()
     if latest is not None:
-        metrics.write({"kind": "event", "step": state["step"], "event": "resumed", "checkpoint": latest.name})
-
-    def diverged(step: int, what: str, values: dict[str, Any]) -> TrainingDivergedError:
-        metrics.write({"kind": "event", "step": step, "event": "diverged", **values})
-        last_checkpoint = checkpoints.latest()
-        kept = [f"{CHECKPOINTS_DIR}/{last_checkpoint.name}"] if last_checkpoint is not None else []
-        if state["best_step"] is not None:
-            kept.append(f"{BEST_DIR}/ (step {state['best_step']})")
-        return TrainingDivergedError(
-            f"training diverged at step {step}: {what}; kept {' and '.join(kept) or 'nothing'} in {run_dir}; "
-            f"start a new --output-dir with a lower learning rate (--lr {config.learning_rate:g}, "
-            f"--quantizer-lr {config.quantizer_learning_rate:g})"
-        )
-
-    def evaluate_and_keep_best(step: int) -> None:
-        # Evaluation must not draw from the training RNG, or eval_every would change the run.
-        rng_devices = [accelerator.device] if accelerator.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=rng_devices):
-            result = task.evaluate(accelerator.unwrap_model(module).student, config.eval_split, accelerator)
-        metrics.write({"kind": "eval", "step": step, "split": config.eval_split, **result})
-        value = float(result[task.primary_metric])
-        if not math.isfinite(value):
-            raise diverged(step, f"the {config.eval_split} {task.primary_metric} is {value}", {task.primary_metric: value})
-        state["last_eval"] = {"step": step, **result}
-        if _is_better(value, state["best_metric"], task.greater_is_better):
-            state.update(best_metric=value, best_step=step, best_metrics=dict(result))
-            if is_main:
-                tmp = run_dir / f".tmp-{BEST_DIR}"
-                if tmp.exists():
-                    shutil.rmtree(tmp)
-                with quiet_progress_bars():
-                    accelerator.unwrap_model(module).student.save_pretrained(tmp)
-                if tokenizer is not None:
-                    tokenizer.save_pretrained(tmp)
-                replace_directory(tmp, run_dir / BEST_DIR)
-            accelerator.wait_for_everyone()
-
-    def save_checkpoint(step: int) -> Path:
-        if not all(bool(torch.isfinite(parameter).all()) for parameter in module.parameters()):
-            raise diverged(step, "the weights are no longer finite", {})
-        metrics.sync()
-        return checkpoints.save(step, {**state, "step": step, "total_steps": total_steps})
+        metrics.write({"kind": "event", "step": state.step, "event": "resumed", "checkpoint": latest.name})
+    run = _Run(config=config, accelerator=accelerator, module=module, task=task, tokenizer=tokenizer,
+               checkpoints=checkpoints, metrics=metrics, total_steps=total_steps, state=state)
 
     sampler = StepBatchSampler(
-        len(train_set),
-        config.batch_size,
-        total_steps,
-        config.seed,
-        accelerator.num_processes,
-        accelerator.process_index,
-        config.gradient_accumulation_steps,
-        start_step=state["step"],
+        len(train_set), config.batch_size, total_steps, config.seed, accelerator.num_processes,
+        accelerator.process_index, config.gradient_accumulation_steps, start_step=state.step,
     )
     # A private generator: creating the iterator would otherwise draw from the global RNG, which a
     # resumed run (creating it after loading the RNG states) would then not replay exactly.
     loader = DataLoader(
-        train_set,
-        batch_sampler=sampler,
-        collate_fn=task.collate,
-        num_workers=config.num_workers,
+        train_set, batch_sampler=sampler, collate_fn=task.collate, num_workers=config.num_workers,
         generator=torch.Generator().manual_seed(config.seed),
     )
     batches = iter(loader)
-    progress = Progress(total_steps, state["step"], is_main and config.progress, description)
+    progress = Progress(total_steps, state.step, is_main and config.progress, description)
     module.train()
     try:
         with StopRequest() as stop:
-            for step in range(state["step"] + 1, total_steps + 1):
+            for step in range(state.step + 1, total_steps + 1):
                 result = optimizer_step(
                     module,
                     (next(batches) for _ in range(config.gradient_accumulation_steps)),
-                    accelerator=accelerator,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    task=task,
-                    student=student,
-                    max_grad_norm=config.max_grad_norm,
-                    accumulation=config.gradient_accumulation_steps,
+                    accelerator=accelerator, optimizer=optimizer, scheduler=scheduler, task=task, student=student,
+                    max_grad_norm=config.max_grad_norm, accumulation=config.gradient_accumulation_steps,
                 )
-                values = result.losses
-                if not math.isfinite(values["loss"]):
-                    raise diverged(step, f"the training loss is {values['loss']}", {"loss": values["loss"]})
-                # A non-finite gradient makes a non-finite update, except under fp16 loss scaling, which skips that step.
-                if result.grad_norm is not None and not math.isfinite(result.grad_norm) and accelerator.scaler is None:
-                    raise diverged(step, f"the gradient norm is {result.grad_norm}", {"grad_norm": result.grad_norm})
-                state["step"] = step
-                postfix = {"loss": values["loss"]}
-                if task.task_loss_is_nll and "task_loss" in values:
-                    postfix["ppl"] = math.exp(min(values["task_loss"], 50.0))
-                rate = progress.step(result.tokens, postfix)
-                if step % config.log_every == 0 or step == total_steps:
-                    record = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, **values}
-                    record.update(result.learning_rates, tokens_per_s=rate)
-                    if result.grad_norm is not None:
-                        record["grad_norm"] = result.grad_norm
-                    metrics.write(record)
-
+                run.check_finite(step, result)
+                state.step = step
+                postfix = {"loss": result.losses["loss"]}
+                if task.task_loss_is_nll and "task_loss" in result.losses:
+                    postfix["ppl"] = math.exp(min(result.losses["task_loss"], 50.0))
+                run.log_step(step, result, progress.step(result.tokens, postfix), steps_per_epoch)
                 if (config.eval_every and step % config.eval_every == 0) or step == total_steps:
-                    evaluate_and_keep_best(step)
+                    run.evaluate_and_keep_best(step)
                     module.train()
                 saved = (config.save_every and step % config.save_every == 0) or step == total_steps
                 if saved:
-                    save_checkpoint(step)
+                    run.save_checkpoint(step)
                 fault_injection(step)
-                stop_requested = torch.tensor(float(stop.requested), device=accelerator.device)
-                if accelerator.num_processes > 1:
-                    stop_requested = accelerator.reduce(stop_requested, reduction="sum")
-                if float(stop_requested) > 0 and step < total_steps:
-                    path = checkpoints.latest() if saved else save_checkpoint(step)
+                if run.stop_requested(stop) and step < total_steps:
+                    path = checkpoints.latest() if saved else run.save_checkpoint(step)
                     metrics.write({"kind": "event", "step": step, "event": "stopped on SIGTERM", "checkpoint": path.name})
                     raise TrainingInterrupted(step, str(path))
     finally:
         progress.close()
 
-    if state["last_eval"] is None or state["last_eval"]["step"] != total_steps:  # max_steps=0: evaluate as is
-        evaluate_and_keep_best(total_steps)
-        save_checkpoint(total_steps)
-    test_result = None
-    if config.test_split is not None:
-        accelerator.wait_for_everyone()
-        best_model = saved_model(task.model_class(), run_dir / BEST_DIR).to(accelerator.device)
-        test_result = task.evaluate(best_model, config.test_split, accelerator)
-        metrics.write({"kind": "eval", "step": state["best_step"], "split": config.test_split, "model": BEST_DIR, **test_result})
-    final = {key: value for key, value in state["last_eval"].items() if key != "step"}
-    report = {
-        "steps": total_steps,
-        "primary_metric": task.primary_metric,
-        "eval_split": config.eval_split,
-        "final": final,
-        "best": {"step": state["best_step"], **state["best_metrics"]},
-        "test": None if test_result is None else {"split": config.test_split, **test_result},
-    }
-    if is_main:
-        write_final_metrics(run_dir, report)
-    metrics.close()
-    accelerator.wait_for_everyone()
-    return TrainResult(run_dir, total_steps, final, state["best_metrics"], state["best_step"], test_result)
+    if state.last_eval is None or state.last_eval["step"] != total_steps:  # max_steps=0: evaluate as is
+        run.evaluate_and_keep_best(total_steps)
+        run.save_checkpoint(total_steps)
+    return run.finish()

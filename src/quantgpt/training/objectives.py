@@ -1,9 +1,9 @@
 """Training objectives: the loss of one step from the student's (and the teacher's) outputs.
 
 - `finetune`: the task's own loss (the full-precision teacher is made this way).
-- `distill`: logit distillation (soft cross-entropy, SPEC Eq. 4), plus `lam * L_cont` with the
+- `distill`: logit distillation (soft cross-entropy, Eq. 4 in docs/method.md), plus `lam * L_cont` with the
   token-level contrastive loss (Eq. 2, 3, 5) for QuantGPT, or plus hidden-state MSE for the
-  baselines that ask for it (SPEC section 6).
+  baselines that ask for it (docs/method.md#baselines).
 
 An objective is an `nn.Module` because the contrastive loss has trained projections (optimized
 with the backbone) and memory banks (buffers that checkpoints must keep).
@@ -20,12 +20,15 @@ from torch import Tensor, nn
 
 from ..distill import ContrastiveConfig, TokenContrastiveDistiller, hidden_state_mse, soft_cross_entropy
 from .task import Task
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..quantizers import WEIGHT_QUANTIZERS
+from ..settings import setting, validate
+from ..validators import boolean, instance_of, number, one_of, optional
 
 OBJECTIVE_KINDS = ("finetune", "distill")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ObjectiveConfig:
     """What the loss is made of.
 
@@ -36,23 +39,16 @@ class ObjectiveConfig:
     temperature: softmax temperature of the logit distillation (the paper's is 1).
     """
 
-    kind: str = "distill"
-    contrastive: ContrastiveConfig | None = None
-    hidden_distill: bool = False
-    hidden_weight: float = 1.0
-    temperature: float = 1.0
+    kind: str = setting("distill", one_of(OBJECTIVE_KINDS), cli=False)
+    contrastive: ContrastiveConfig | None = setting(None, optional(instance_of(ContrastiveConfig)), cli=False)
+    hidden_distill: bool = setting(False, boolean(), cli=False)
+    hidden_weight: float = setting(1.0, number(0), cli=False)
+    temperature: float = setting(1.0, number(above=0), cli=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in OBJECTIVE_KINDS:
-            raise ConfigError(f"ObjectiveConfig.kind={self.kind!r}: allowed are {', '.join(OBJECTIVE_KINDS)}")
+        validate(self)
         if self.kind == "finetune" and (self.contrastive is not None or self.hidden_distill):
             raise ConfigError("ObjectiveConfig.kind='finetune' has no teacher: contrastive and hidden_distill need kind='distill'")
-        if self.contrastive is not None and not isinstance(self.contrastive, ContrastiveConfig):
-            raise ConfigError(f"ObjectiveConfig.contrastive={self.contrastive!r}: allowed is a ContrastiveConfig or None")
-        if not isinstance(self.hidden_weight, (int, float)) or self.hidden_weight < 0:
-            raise ConfigError(f"ObjectiveConfig.hidden_weight={self.hidden_weight!r}: allowed is a number >= 0")
-        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
-            raise ConfigError(f"ObjectiveConfig.temperature={self.temperature!r}: allowed is a number > 0")
 
     @classmethod
     def for_method(
@@ -62,16 +58,22 @@ class ObjectiveConfig:
         use_contrastive: bool | None = None,
         hidden_distill: bool = False,
     ) -> "ObjectiveConfig":
-        """The paper's objective for a quantization method: QuantGPT distills logits and contrasts
-        tokens (Eq. 5); PACT, LSQ, LAQ (and RTN) distill logits (SPEC section 6).
-        `use_contrastive` overrides the default (ablations: QuantGPT without it, a baseline with it)."""
-        if use_contrastive is None:
-            use_contrastive = method == "quantgpt"
-        return cls(
-            kind="distill",
-            contrastive=(contrastive or ContrastiveConfig()) if use_contrastive else None,
-            hidden_distill=hidden_distill,
-        )
+        """The one place that decides the distillation objective of a quantization method.
+
+        The token-level contrastive term (with `contrastive`'s settings, default the paper's) is on
+        when `use_contrastive` says so, else when the method's paper objective has it (QuantGPT's,
+        Eq. 5: `WeightQuantizer.contrastive_by_default`); PACT, LSQ, LAQ, RTN, a peer's quantizer
+        and an unregistered name distill logits alone. A weight `lam` of 0 turns the term off, so
+        `--lam 0` and the testbed's `contrastive_weight 0` are the same ablation; asking for the
+        term (`use_contrastive=True`) with `lam` 0 is an error."""
+        settings = contrastive or ContrastiveConfig()
+        default = method in WEIGHT_QUANTIZERS and WEIGHT_QUANTIZERS[method].contrastive_by_default
+        on = default if use_contrastive is None else use_contrastive
+        if on and settings.lam == 0:
+            if use_contrastive:
+                raise ConfigError("the contrastive loss is switched on with weight lam=0: give lam > 0 (--lam) or leave it off")
+            on = False
+        return cls(kind="distill", contrastive=settings if on else None, hidden_distill=hidden_distill)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +105,7 @@ class FineTuneObjective(Objective):
 
 
 class DistillationObjective(Objective):
-    """L = L_logit (+ lam * L_cont) (+ hidden_weight * L_hidden)  (SPEC Eq. 4, 5; section 6).
+    """L = L_logit (+ lam * L_cont) (+ hidden_weight * L_hidden)  (Eq. 4, 5 and the baselines in docs/method.md).
 
     `gather` (set by the loop to an all-gather across processes) keeps the memory banks identical
     on every process. The student's task loss is computed too, without gradient, for monitoring.
@@ -111,13 +113,7 @@ class DistillationObjective(Objective):
 
     needs_teacher = True
 
-    def __init__(
-        self,
-        config: ObjectiveConfig,
-        hidden_size: int,
-        vocab_size: int,
-        teacher_hidden_size: int | None = None,
-    ) -> None:
+    def __init__(self, config: ObjectiveConfig, hidden_size: int, vocab_size: int, teacher_hidden_size: int | None = None) -> None:
         super().__init__()
         self.config = config
         self.distiller = (

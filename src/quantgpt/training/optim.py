@@ -1,4 +1,4 @@
-"""AdamW with two learning rates, the linear decay to 0, and LAQ's curvature from Adam's state.
+"""AdamW with two learning rates and the linear decay to 0.
 
 Appendix B.3: the backbone learns at 5e-4 (BART 2e-4), the clipping factors at 1e-3, and both
 decay linearly to 0. The contrastive projections train with the backbone.
@@ -10,8 +10,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from ..convert import quantized_weight_modules, quantizer_parameters
-from ..quantizers import LAQQuantizer
+from ..convert import quantizer_parameters
 from .config import TrainingConfig
 
 BACKBONE_GROUP = "backbone"
@@ -40,32 +39,6 @@ def build_optimizer(student: nn.Module, extra: nn.Module | None, config: Trainin
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int):
     """Linear warm-up over `warmup_steps`, then linear decay of every group's lr to 0 at `total_steps`."""
     return get_linear_schedule_with_warmup(optimizer, config.warmup_steps, max(total_steps, 1))
-
-
-def bias_corrected_second_moment(optimizer: torch.optim.Optimizer, parameter: nn.Parameter) -> torch.Tensor | None:
-    """Adam's v_hat = exp_avg_sq / (1 - beta2^t) of `parameter`, or None before its first step."""
-    state = optimizer.state.get(parameter)
-    if not state or "exp_avg_sq" not in state:
-        return None
-    beta2 = next(group["betas"][1] for group in optimizer.param_groups if any(p is parameter for p in group["params"]))
-    step = float(state["step"])
-    return state["exp_avg_sq"] / (1.0 - beta2**step)
-
-
-def hand_curvature_to_laq(student: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Give each LAQ quantizer the bias-corrected second moment of its weight (SPEC section 6).
-
-    Called after every optimizer step and after a resume. Returns how many quantizers were updated.
-    """
-    updated = 0
-    for module in quantized_weight_modules(student).values():
-        quantizer = module.weight_quantizer
-        if isinstance(quantizer, LAQQuantizer):
-            second_moment = bias_corrected_second_moment(optimizer, module.weight)
-            if second_moment is not None:
-                quantizer.set_curvature(second_moment)
-                updated += 1
-    return updated
 
 
 def group_learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:

@@ -7,8 +7,14 @@ its own data, batching, model class and metric: causal language modelling, a dou
 
 A minimal task, in the order the loop calls it::
 
+    @dataclass(frozen=True)
+    class MyOptions:                           # its docstring's first line titles the flags in --help
+        max_length: int = setting(512, integer(8), "tokens per example")
+        def __post_init__(self): validate(self)
+
     class MyTask(Task):
         name = "mytask"; primary_metric = "accuracy"; greater_is_better = True
+        options_class = MyOptions              # --max-length, YAML max_length, MyTask(tok, max_length=256)
         def model_class(self): return GPT2DoubleHeadsModel
         def train_dataset(self): ...            # torch Dataset of examples
         def eval_dataset(self, split): ...
@@ -19,22 +25,30 @@ A minimal task, in the order the loop calls it::
         def evaluate(self, model, split, accelerator): ...  # -> {"accuracy": ..., ...}
 
 Tasks are registered by name in `TASKS` (a "module:Class" string, imported on first use) so that
-the command line can build them from flags: see `Task.add_arguments` and `Task.from_args`.
+the command line can build them from flags: `Task.add_arguments`, `Task.from_args` and
+`Task.config` derive the flags, the construction and the run record from `options_class` and
+`DataOptions`, so a task option is declared once, in its dataclass.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
-from ..config import ConfigError
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .. import settings
+from ..errors import ConfigError, MissingInputError, UsageError
+from ..settings import setting, validate
+from ..validators import integer, optional, path, text
 
 # Task name -> "module:Class". Other tasks add a line here.
 TASKS: dict[str, str] = {
@@ -49,12 +63,12 @@ class DistillTargets:
     """What one network (student or teacher) produced on a batch, in the form the losses take.
 
     logits: pairs `(logits (..., C), mask (...) or None)`; the distillation loss is the sum over
-        pairs of the soft cross-entropy (SPEC Eq. 4) between student and teacher, over positions
+        pairs of the soft cross-entropy (Eq. 4 in docs/method.md) between student and teacher, over positions
         where the mask is true. Language modelling has one pair `(B, L, V)` logits with the
         attention mask; a double-head GPT-2 has two (LM logits, and multiple-choice logits `(B, N)`
         with mask None); BART has the decoder's LM logits with the decoder mask.
     hidden_states: the model's hidden-state tuple (embeddings output first, then one entry per
-        layer, each `(B, L, H)`): `ContrastiveConfig.layer` picks the one contrasted (SPEC Eq. 2),
+        layer, each `(B, L, H)`): `ContrastiveConfig.layer` picks the one contrasted (Eq. 2 in docs/method.md),
         and hidden-state distillation matches all of them. For BART, the decoder's (an encoder
         ablation may return the encoder's, with the encoder's token ids below).
     token_ids / token_mask: `(B, L)` token ids of the positions of `hidden_states` (the memory banks
@@ -67,6 +81,11 @@ class DistillTargets:
     token_mask: Tensor | None = None
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """A task without options of its own."""
+
+
 class Task(ABC):
     """A task the training loop can run; subclasses fill in the abstract methods.
 
@@ -76,15 +95,27 @@ class Task(ABC):
       greater_is_better: direction of `primary_metric` (False for perplexity).
       task_loss_is_nll: True when `task_loss` is a token-level negative log-likelihood, so that the
         progress bar can show `exp(task_loss)` as perplexity.
-    Instance attribute `tokenizer`: the tokenizer the data was made with; saved beside `best/`.
+      options_class: a frozen settings dataclass (`quantgpt.settings.setting` fields) of the task's
+        own options: one declaration gives the constructor keyword, its check, the flag
+        (`--block-size`), the YAML key (`block_size`) and the run record's entry. The options every
+        task shares (data folder, training split, data files, caps, evaluation batch) are
+        `DataOptions`.
+      positional: the options that may also be given by position after the tokenizer.
+    Instance attributes: `tokenizer`, the tokenizer the data was made with (saved beside `best/`);
+    `options` and `data_options`, the settings (also readable as attributes: `task.block_size`);
+    `eval_progress`, whether `evaluate` shows a progress bar.
     """
 
     name: ClassVar[str]
     primary_metric: ClassVar[str]
     greater_is_better: ClassVar[bool]
     task_loss_is_nll: ClassVar[bool] = False
+    options_class: ClassVar[type] = NoOptions
+    positional: ClassVar[tuple[str, ...]] = ()
 
     tokenizer: Any
+    options: Any
+    data_options: "DataOptions"
 
     # --- model -------------------------------------------------------------------------------
     @abstractmethod
@@ -119,6 +150,22 @@ class Task(ABC):
         mask = batch.get("attention_mask")
         return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
 
+    def sharded_sums(self, split: str, accelerator: Any, score: Any) -> Tensor:
+        """Two sums (e.g. NLL and tokens) over `split`, each process scoring the examples `rank,
+        rank + N, ...` with `score(loader, show_progress) -> (sum, count)` and the sums added up,
+        so the result is the same on every process and equals a one-process evaluation."""
+        dataset = self.eval_dataset(split)
+        rank, world = accelerator.process_index, accelerator.num_processes
+        shard = Subset(dataset, range(rank, len(dataset), world))
+        sums = (0.0, 0.0)
+        if len(shard):
+            loader = DataLoader(shard, batch_size=self.data_options.eval_batch_size, collate_fn=self.collate)
+            sums = score(loader, self.eval_progress and accelerator.is_main_process)
+        totals = torch.tensor([float(sums[0]), float(sums[1])], dtype=torch.float64, device=accelerator.device)
+        if world > 1:
+            totals = accelerator.reduce(totals, reduction="sum")
+        return totals
+
     # --- losses ------------------------------------------------------------------------------
     @abstractmethod
     def task_loss(self, outputs: Any, batch: Mapping[str, Any]) -> Tensor:
@@ -140,10 +187,62 @@ class Task(ABC):
         the model's mode.
         """
 
-    # --- run record and command line ---------------------------------------------------------
+    # --- settings, run record and command line ---------------------------------------------------
+    def __init__(
+        self,
+        tokenizer: Any,
+        *args: Any,
+        options: Any = None,
+        data_options: "DataOptions | None" = None,
+        eval_progress: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Settings from `options` (an `options_class`) and `data_options` (a `DataOptions`), any
+        field of either also by keyword (`block_size=128`; an old flag spelling too, e.g.
+        `max_train_blocks`), the first ones of `positional` by position; `data_files` ({split:
+        path}) sets `train_file` / `eval_file` / `test_file`. Subclasses call this first, then set
+        up what they need."""
+        if len(args) > len(self.positional):
+            raise TypeError(f"{type(self).__name__}() takes {len(self.positional)} options by position: {', '.join(self.positional)}")
+        for name, value in zip(self.positional, args):
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__}() got two values for {name!r}")
+            kwargs[name] = value
+        if "data_files" in kwargs:
+            kwargs.update(data_file_options(kwargs.pop("data_files")))
+        option_fields, data_fields = _field_names(self.options_class), _field_names(DataOptions)
+        chosen: dict[str, dict[str, Any]] = {"options": {}, "data": {}}
+        for key, value in kwargs.items():
+            if key in option_fields:
+                chosen["options"][option_fields[key]] = value
+            elif key in data_fields:
+                chosen["data"][data_fields[key]] = value
+            else:
+                allowed = sorted({*option_fields.values(), *data_fields.values(), "data_files", "eval_progress"})
+                raise TypeError(f"{type(self).__name__}() got an unexpected option {key!r}: allowed are {', '.join(allowed)}")
+        self.options = _built(self.options_class, options, chosen["options"])
+        self.data_options = _built(DataOptions, data_options, chosen["data"])
+        if self.data_options.data_dir is not None and not Path(self.data_options.data_dir).is_dir():
+            raise MissingInputError(f"--data-dir {self.data_options.data_dir}: no such directory")
+        self.tokenizer = tokenizer
+        self.eval_progress = eval_progress
+
+    def __getattr__(self, name: str) -> Any:
+        """A setting read as an attribute (`task.block_size`, `task.max_train_blocks`), as before the
+        settings became dataclasses."""
+        if name.startswith("__") or name in ("options", "data_options"):
+            raise AttributeError(name)
+        for holder in (self.__dict__.get("options"), self.__dict__.get("data_options")):
+            if holder is not None:
+                field = _field_names(type(holder)).get(name)
+                if field is not None:
+                    return getattr(holder, field)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def config(self) -> dict[str, Any]:
-        """JSON-ready settings of the task, recorded in run_config.json."""
-        return {"name": self.name}
+        """JSON-ready settings of the task, recorded in run_config.json: the name, every task
+        option and every data option."""
+        return {"name": self.name, **settings.to_dict(self.options), **self.data_options.to_dict()}
 
     @classmethod
     def load_tokenizer(cls, name_or_path: str) -> Any:
@@ -154,13 +253,88 @@ class Task(ABC):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add the task's own flags. Flags shared by all tasks (`--data-dir`, `--train-split`,
-        `--max-train-examples`, `--max-eval-examples`, `--eval-batch-size`) already exist."""
+        """One flag per field of `options_class`, in a group named by its docstring's first line. The
+        flags of `DataOptions` are added once for all tasks (commands/finetune.py). A flag no task
+        option was given for is left out of the namespace (the option keeps its default), so two
+        tasks may share an option name; a field another task already made a flag of is skipped."""
+        taken = {action.dest for action in parser._actions}
+        doc = (cls.options_class.__doc__ or "").strip()
+        title = doc.splitlines()[0].rstrip(".") if doc and not doc.startswith(cls.options_class.__name__ + "(") else ""
+        settings.add_arguments(
+            parser, cls.options_class, title=title or f"--task {cls.name}", inherit=True,
+            skip=tuple(name for name in _field_names(cls.options_class).values() if name in taken),
+        )
 
     @classmethod
-    @abstractmethod
     def from_args(cls, args: argparse.Namespace, tokenizer: Any) -> "Task":
-        """Build the task from parsed command-line flags and a tokenizer."""
+        """The task from parsed command-line flags (or YAML keys) and a tokenizer."""
+        return cls(
+            tokenizer,
+            options=settings.from_args(cls.options_class, args),
+            data_options=settings.from_args(DataOptions, args),
+        )
+
+
+# {split: DataOptions field} of the user's own data files.
+DATA_FILE_FIELDS = {"train": "train_file", "valid": "eval_file", "test": "test_file"}
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where every task's data is and how much of it is read (flags shared by all tasks)."""
+
+    data_dir: str | None = setting(
+        None, optional(path()), "local data folder, e.g. ../shared/data (default: the hub through datasets)"
+    )
+    train_split: str = setting("train", text(), "training split (CPU testbed for WikiText-2: testbed-train)")
+    train_file: str | None = setting(
+        None, optional(path()), "your training data: plain text, or JSON lines (.jsonl) with --text-column"
+    )
+    eval_file: str | None = setting(None, optional(path()), "your model-selection data (the valid split), same format")
+    test_file: str | None = setting(None, optional(path()), "your test data (the test split), same format")
+    max_train_examples: int | None = setting(
+        None, optional(integer(1)), "cap the training examples (blocks for lm)", flags=("--max-train-blocks",)
+    )
+    max_eval_examples: int | None = setting(
+        None, optional(integer(1)), "cap the examples of each evaluated split (blocks for lm)", flags=("--max-eval-blocks",)
+    )
+    eval_batch_size: int = setting(8, integer(1), "examples per evaluation batch")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def data_files(self) -> dict[str, str]:
+        """{split: path} of the data files given (`train`, `valid`, `test`)."""
+        files = {split: getattr(self, name) for split, name in DATA_FILE_FIELDS.items()}
+        return {split: file for split, file in files.items() if file is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the data files as one {split: path} mapping."""
+        record = {key: value for key, value in settings.to_dict(self).items() if key not in DATA_FILE_FIELDS.values()}
+        return {**record, "data_files": self.data_files}
+
+
+def data_file_options(data_files: Mapping[str, Any] | None) -> dict[str, Any]:
+    """{split: path} (the Python API's `data_files`) as `DataOptions` fields."""
+    data_files = dict(data_files or {})
+    unknown = sorted(set(data_files) - set(DATA_FILE_FIELDS))
+    if unknown:
+        raise UsageError(f"data_files has splits {unknown}: allowed are {', '.join(DATA_FILE_FIELDS)}")
+    return {DATA_FILE_FIELDS[split]: file for split, file in data_files.items()}
+
+
+def _field_names(cls: type) -> dict[str, str]:
+    """{field name or old flag spelling: field name} of a settings dataclass."""
+    return {**settings.aliases(cls), **{field.name: field.name for field in dataclasses.fields(cls)}}
+
+
+def _built(cls: type, given: Any, changes: dict[str, Any]) -> Any:
+    if given is None:
+        return cls(**changes)
+    if not isinstance(given, cls):
+        raise TypeError(f"{given!r} is not a {cls.__name__}")
+    return dataclasses.replace(given, **changes) if changes else given
 
 
 def task_class(name: str) -> type[Task]:

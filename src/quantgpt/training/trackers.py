@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import LoggerType, ProjectConfiguration
 
 from ..errors import UsageError
+from ..validators import is_number
 from .metrics import MetricsLog
 
 PROJECT = "quantgpt"
@@ -89,7 +90,7 @@ def tracker_values(record: dict[str, Any]) -> dict[str, float]:
         f"{section}/{key}": float(value)
         for key, value in record.items()
         if key not in ("kind", "step", "split", "model")
-        and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        and is_number(value) and math.isfinite(value)
     }
 
 
