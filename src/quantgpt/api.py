@@ -168,14 +168,17 @@ def quantize(
     teacher: str | Path,
     quantization: QuantConfig,
     objective: ObjectiveConfig | None = None,
+    record: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Quantization-aware training from a saved full-precision `teacher` (a directory or hub name):
-    `prepare` a student from it with `quantization`, then `distill` it from the teacher."""
+    `prepare` a student from it with `quantization`, then `distill` it from the teacher (`record`
+    adds entries to the run record)."""
     check_model_source(teacher, "--teacher")
     _check_data(task, training)
     teacher_model = pretrained_model(task.model_class(), teacher, role="--teacher")
     task.prepare_model(teacher_model)
-    return distill(task, training, prepare(teacher_model, quantization), teacher_model, objective, {"teacher": str(teacher)})
+    record = {"teacher": str(teacher), **(record or {})}
+    return distill(task, training, prepare(teacher_model, quantization), teacher_model, objective, record)
 
 
 def convert(model_dir: str | Path, out: str | Path, format: str = "packed", **options: Any):
@@ -188,10 +191,12 @@ def convert(model_dir: str | Path, out: str | Path, format: str = "packed", **op
     return exporters[format](model_dir, out, **options)
 
 
-def evaluate(model_dir: str | Path, task: Task, split: str, accelerator: Accelerator | None = None) -> dict[str, float]:
-    """The task's metrics of a saved model on `split`: a quantized directory is loaded with
-    `load_quantized`, a full-precision one with `from_pretrained`."""
+def evaluate(model: str | Path | nn.Module, task: Task, split: str, accelerator: Accelerator | None = None) -> dict[str, float]:
+    """The task's metrics of a model on `split`: a model in memory, or a saved one (a quantized
+    directory is loaded with `load_quantized`, a full-precision one with `from_pretrained`)."""
     accelerator = accelerator or make_accelerator()
-    model = saved_model(task.model_class(), model_dir).to(accelerator.device)
+    if not isinstance(model, nn.Module):
+        model = saved_model(task.model_class(), model)
+    model = model.to(accelerator.device)
     model.eval()
     return task.evaluate(model, split, accelerator)

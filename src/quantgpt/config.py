@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .quantizers import weight_methods
+from .quantizers.dynamic_scaling import GAMMA_GRADIENTS
 from .quantizers.pact import PACT_INITS
 from .settings import setting, validate
 from .validators import boolean, integer, one_of, strings
@@ -75,6 +76,8 @@ class QuantConfig:
     `masked_ste` zeroes the weight gradient outside the clipping range (docs/method.md#weight-quantizer; a choice).
     `pact_init` starts PACT's clipping factors at the paper's 2.5 ("paper") or at the weight's own
     range ("weights": max(w) and max(-w), an option beyond the paper; see `PACTQuantizer`).
+    `gamma_gradient` estimates QuantGPT's gamma gradient by Eq. 7 ("paper") or by PACT's rule
+    ("pact": only clipped weights count), the paper's Table 7 ablation.
     `modules_to_not_convert` lists module-name suffixes left in full precision.
     `quantize_lm_head` quantizes an untied LM head row-wise at the embedding's bits, as the paper
     quantizes its output layer with the embedding; False keeps it full precision. A tied head is the
@@ -91,6 +94,7 @@ class QuantConfig:
     masked_ste: bool = setting(False, boolean(), cli=False)
     laq_iterations: int = setting(2, integer(1), cli=False)
     pact_init: str = setting("paper", one_of(PACT_INITS), "PACT's clip factors start at the paper's 2.5, or at the weights' range")
+    gamma_gradient: str = setting("paper", one_of(GAMMA_GRADIENTS), "QuantGPT's gamma gradient: Eq. 7, or PACT's (Table 7's ablation)")
     modules_to_not_convert: tuple[str, ...] = setting((), strings(), cli=False)
     quantize_lm_head: bool = setting(True, boolean(), cli=False)
 

@@ -102,3 +102,19 @@ def test_codes_times_scale_reproduce_forward():
     codes, scale, scale_neg = quantizer.codes(w)
     assert codes.dtype == torch.int8 and int(codes.abs().max()) <= 7 and scale_neg is None
     torch.testing.assert_close(codes.float() * scale, quantizer(w).detach())
+
+
+def test_pact_gamma_gradient_counts_only_clipped_weights():
+    """Table 7's "Ours with PACT": entries 1 and 3 are outside alpha = 0.9, so 0.9 * (2 * -1 + 4 * 1)."""
+    quantizer, w, _ = run(2, gamma_gradient="pact")
+    assert quantizer.gamma.grad.item() == pytest.approx(0.9 * (2 * -1.0 + 4 * 1.0), rel=1e-6)
+    np.testing.assert_allclose(w.grad.numpy(), UPSTREAM)
+
+
+def test_gamma_gradient_is_a_quant_config_setting():
+    from quantgpt.config import ConfigError, QuantConfig
+    from quantgpt.quantizers import DynamicScalingQuantizer as cls
+
+    assert cls.from_config(2, QuantConfig(gamma_gradient="pact")).gamma_gradient == "pact"
+    with pytest.raises(ConfigError, match="gamma_gradient"):
+        QuantConfig(gamma_gradient="lsq")

@@ -9,14 +9,14 @@ import json
 import pytest
 
 from quantgpt.cli import main
-from quantgpt.testbed.recipe import DEFAULT_TEACHER, RECIPE_FORMAT, TeacherRecipe
+from quantgpt.testbed.recipe import DEFAULT_TEACHER, RECIPE_FORMAT, TeacherRecipe, SCRATCH_TEACHER
 
 
 def test_a_gpt2_teacher_keeps_the_key_it_had_before_the_architecture_field():
-    settings = {k: v for k, v in DEFAULT_TEACHER.to_dict().items() if k != "architecture"}
+    settings = {k: v for k, v in SCRATCH_TEACHER.to_dict().items() if k != "architecture"}
     before = hashlib.sha256(json.dumps({"format": RECIPE_FORMAT, **settings}, sort_keys=True).encode()).hexdigest()[:12]
-    assert DEFAULT_TEACHER.architecture == "gpt2" and DEFAULT_TEACHER.key() == before
-    keys = {dataclasses.replace(DEFAULT_TEACHER, architecture=name).key() for name in ("llama", "qwen2", "opt")}
+    assert SCRATCH_TEACHER.architecture == "gpt2" and SCRATCH_TEACHER.key() == before
+    keys = {dataclasses.replace(SCRATCH_TEACHER, architecture=name).key() for name in ("llama", "qwen2", "opt")}
     assert len(keys) == 3 and before not in keys
 
 

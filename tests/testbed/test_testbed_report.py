@@ -18,20 +18,20 @@ from testbed_png import assert_png, png_size
 
 def test_report_command_writes_every_figure(tiny_job, tmp_path, capsys):
     out, _ = tiny_job
-    runs = sorted(str(p) for p in (out / "runs").glob("*-2-2-8"))
-    assert len(runs) == 4
+    runs = sorted(str(p) for p in (out / "runs").glob("*-2-2-8-seed0"))
+    assert len(runs) == 5
     assert main(["report", *runs, "--out", str(tmp_path / "figures")]) == 0
     printed = capsys.readouterr().out
     for name in FIGURE_FILES.values():
         assert_png(tmp_path / "figures" / name)
         assert name in printed
     width, height = png_size(tmp_path / "figures" / FIGURE_FILES["embeddings"])
-    assert width > 2 * height  # five panels side by side: full precision and four methods
+    assert width > 2 * height  # six panels side by side: full precision and five trained rows
 
 
 def test_report_of_one_quantgpt_run_still_draws_gamma(tiny_job, tmp_path):
     out, _ = tiny_job
-    assert main(["report", str(out / "runs" / "quantgpt-2-2-8"), "--out", str(tmp_path)]) == 0
+    assert main(["report", str(out / "runs" / "quantgpt-2-2-8-seed0"), "--out", str(tmp_path)]) == 0
     assert_png(tmp_path / FIGURE_FILES["gamma"])
 
 

@@ -1,5 +1,7 @@
-"""`quantgpt run`: the main job. With no argument: the testbed teacher (trained if not cached), QuantGPT,
-PACT, LSQ and LAQ at 2-2-8, WikiText-2 and PTB test perplexities, Table 1 and figures in results/."""
+"""`quantgpt run`: the main job. With no argument: the testbed teacher (fine-tuned from the shipped
+pretrained checkpoint if not cached), the untrained rows (RTN, QuantGPT's quantizer at gamma = 1),
+QuantGPT, PACT (the paper's start and from the weights), LSQ and LAQ at 2-2-8, WikiText-2 and PTB
+test perplexities, Table 1 and figures in results/."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from ..testbed.job import TestbedJob, run_testbed
 from ..testbed.recipe import RECIPES, QATRecipe, TeacherRecipe
 
 NAME = "run"
-HELP = "the main job: teacher, four methods at 2-2-8, WikiText-2 / PTB test, Table 1 and figures under results/"
+HELP = "the main job: teacher, untrained rows and the paper's methods at 2-2-8, WikiText-2 / PTB test, Table 1 and figures under results/"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results", help="output folder (default results)")
     parser.add_argument("--runs", help="folder of the run directories (default: <out>/runs)")
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
-    settings.add_arguments(parser, TestbedJob, title="job")  # --methods --bits --test-sets --peers --reference-steps
+    settings.add_arguments(parser, TestbedJob, title="job")  # --methods --bits --test-sets --peers --reference-steps --seeds
     # A recipe flag not given keeps the value of the named recipe (--recipe).
     settings.add_arguments(
         parser, TeacherRecipe, title="teacher recipe (not given: the --recipe's value; defaults: the default recipe's)", inherit=True
@@ -41,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     )
     set_threads(args.threads)
     command = "quantgpt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else "quantgpt run"
-    run_testbed(job, args.out, args.cache, args.data_dir, args.progress, command=command, figures=args.figures, runs_dir=args.runs)
+    run_testbed(job, args.out, args.cache, args.data_dir, args.progress, command=command, figures=args.figures, runs_dir=args.runs,
+                pretrained_root=args.pretrained_root)
     return 0

@@ -27,6 +27,10 @@ METHOD_COLORS = {
     "lsq": "tab:green",
     "laq": "tab:purple",
     "rtn": "tab:gray",
+    # the testbed's variants (testbed/variants.py)
+    "pact-weights": "tab:cyan",
+    "quantgpt-logit": "tab:pink",
+    "quantgpt-pact-gradient": "tab:brown",
 }
 
 

@@ -25,7 +25,8 @@ BEST_DIR = "best"
 
 @dataclass
 class RunInfo:
-    """One run directory, read: `label` names it in figures ("quantgpt 2-2-8", "full precision")."""
+    """One run directory, read: `label` names it in figures ("quantgpt 2-2-8", "pact-weights 2-2-8"
+    for a testbed variant, "full precision")."""
 
     path: Path
     command: str
@@ -34,11 +35,12 @@ class RunInfo:
     teacher: Path | None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
 
     @property
     def label(self) -> str:
         if self.method:
-            return f"{self.method} {self.bits}"
+            return f"{self.variant or self.method} {self.bits}"
         if self.is_teacher:
             return f"full precision ({self.path.name})"
         return f"{self.command} ({self.path.name})"
@@ -80,6 +82,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         teacher=Path(teacher) if teacher else None,
         metrics=read_metrics_file(path / METRICS_FILE),
         final=read_json_object(final_file) if final_file.is_file() else {},
+        variant=record.get("variant"),
     )
 
 

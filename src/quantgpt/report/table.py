@@ -25,17 +25,23 @@ DATASET_NAMES = {"wikitext-2": "WikiText-2", "ptb": "PTB", "wikitext-103": "Wiki
 class ResultRow:
     """One line of Table 1. `perplexity` maps a test set ("wikitext-2", "ptb") to its perplexity;
     `bits` is None for the full-precision model; `extra` holds further measured columns
-    (step time ratio, peak memory, wall time), shown when `extra_columns` names them."""
+    (step time ratio, peak memory, wall time), shown when `extra_columns` names them. A row over
+    several seeds holds the mean perplexities, their standard deviations in `sd` and the count in
+    `seeds`. `label` names the row when it is not the method's display name (a variant).
+    """
 
     method: str
     bits: str | None
     size_mib: float
     perplexity: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    sd: dict[str, float] = field(default_factory=dict)
+    seeds: int = 1
 
     @property
     def name(self) -> str:
-        return display_name(self.method)
+        return self.label or display_name(self.method)
 
 
 def _reference(rows: list[ResultRow]) -> ResultRow:
@@ -66,24 +72,32 @@ def table1_markdown(rows: list[ResultRow], extra_columns: dict[str, str] | None 
     """Table 1 as Markdown: one row per result, in the order given.
 
     Columns: method, bits (W-E-A), size (MiB, the paper's accounting), compression against the
-    full-precision size, then per test set the perplexity and its ratio to full precision, then
+    full-precision size, then per test set the perplexity and its ratio to full precision ("mean ±
+    sd" for a row over seeds), then the number of seeds when any row has several, then
     `extra_columns` (key of `ResultRow.extra` -> header).
     """
     reference = _reference(rows)
     datasets = list(reference.perplexity)
     extra_columns = extra_columns or {}
+    with_seeds = any(row.seeds > 1 for row in rows)
     header = ["method", "bits", "size (MiB)", "compression"]
     for name in datasets:
         label = DATASET_NAMES.get(name, name)
         header += [f"{label} PPL", f"{label} / FP"]
-    header += list(extra_columns.values())
+    header += ["seeds"] * with_seeds + list(extra_columns.values())
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, ratios in zip(rows, perplexity_ratios(rows)):
         size = f"{row.size_mib:.1f}" if row.size_mib >= 10 else f"{row.size_mib:.3g}"
         cells = [row.name, row.bits or "-", size, f"{reference.size_mib / row.size_mib:.1f}x"]
         for name in datasets:
-            cells += [_format(row.perplexity.get(name)), _format(ratios.get(name), 3)]
-        cells += [_format(row.extra.get(key)) for key in extra_columns]
+            sd = row.sd.get(name)
+            if sd is None or row.seeds < 2:
+                cells += [_format(row.perplexity.get(name)), _format(ratios.get(name), 3)]
+            else:
+                ratio_sd = sd / reference.perplexity[name]
+                cells += [f"{_format(row.perplexity.get(name))} ± {sd:.2f}", f"{_format(ratios.get(name), 3)} ± {ratio_sd:.3f}"]
+        seeds = "-" if row.method == FULL_PRECISION else str(row.seeds)
+        cells += [seeds] * with_seeds + [_format(row.extra.get(key)) for key in extra_columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

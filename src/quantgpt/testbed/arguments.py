@@ -15,8 +15,9 @@ from ..validators import is_int
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="named settings (default: default; tiny: seconds, for smoke tests)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="named settings (default: default; scratch: the earlier teacher trained from nothing; tiny: seconds, for smoke tests)")
     parser.add_argument("--cache", default="cache", help="folder of cached teachers (default cache)")
+    parser.add_argument("--pretrained-root", default="pretrained", metavar="DIR", help="shipped pretrained checkpoints (default pretrained)")
     parser.add_argument("--data-dir", default="../shared/data", help="the real data (default ../shared/data)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

@@ -1,6 +1,8 @@
-"""The testbed's job: get the teacher, quantize it with each method at each bit width, evaluate on
-the test sets, write Table 1 and the figures. `quantgpt run` (the main job: four methods at 2-2-8)
-and `benchmarks/table1.py` (the whole grid, a peer library, step times) both run this.
+"""The testbed's job: get the teacher, quantize it with each method (or variant, variants.py) at
+each bit width and QAT seed, evaluate on the test sets, write Table 1 (means and standard
+deviations over seeds, which row beats which by two standard errors, the paper's claims checked)
+and the figures. `quantgpt run` (the main job at 2-2-8) and `benchmarks/table1.py` (the whole
+grid, a peer library, step times) both run this.
 
 Everything trains through the one training loop (`quantgpt.api`, `quantgpt.training.train`);
 this module only decides what runs, in which order, and collects the numbers.
@@ -9,6 +11,7 @@ this module only decides what runs, in which order, and collects the numbers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import time
@@ -21,41 +24,54 @@ from transformers import AutoModelForCausalLM
 
 from .. import api
 from ..config import BitWidths, QuantConfig
-from ..quantizers import weight_methods
 from ..distill import ContrastiveConfig
+from ..quantizers import display_name
 from ..report import FULL_PRECISION, ResultRow, table1_markdown, write_report, write_table1
+from ..report.significance import Spread
+from ..jsonio import dumps_json
 from ..size import model_size
+from ..training.checkpoints import write_json_atomic
 from ..tasks.language_modeling import LM_CORPORA
 from ..training import ObjectiveConfig, TrainingConfig
+from .comparisons import claim_verdicts, comparisons_markdown, grouped
 from .measure import measure, seconds_per_step
 from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available
 from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, QATRecipe, TeacherRecipe
 from .teacher import SELECT_SPLIT, Teacher, get_teacher, lm_task, teacher_evaluation
+from .variants import Variant, variant, variant_names
 from ..config import ConfigError
 from ..settings import setting, validate
 from ..validators import instance_of, integer, some_of, strings
 
 Log = Callable[[str], None]
 PAPER_METHODS = ("quantgpt", "pact", "lsq", "laq")
+# The main job's rows: quantization without training, the paper's four methods, PACT at its best.
+DEFAULT_METHODS = ("rtn-untrained", "quantgpt-untrained", "quantgpt", "pact", "pact-weights", "lsq", "laq")
 TEST_SETS = ("wikitext-2", "ptb")
 TEST_SPLIT = "test"
 REFERENCE = "fp-distill"
+# A finished run's result, kept in its run directory so that a rerun with the same settings reuses it.
+RESULT_FILE = "testbed_result.json"
+RESULT_FORMAT = 1
 
 
 @dataclass(frozen=True)
 class TestbedJob:
-    """What to run: `methods` x `bits` quantized from the teacher of `teacher`, trained by `qat`,
-    evaluated on the test split of each of `test_sets`; `peers` adds other libraries' quantizers
-    (see peers.py) at the same bit widths; `reference_steps` > 0 also runs that many steps of plain
-    full-precision logit distillation, the reference of the step-time ratios."""
+    """What to run: `methods` (registered methods or variants, variants.py) x `bits` quantized from
+    the teacher of `teacher`, each trained by `qat` with `seeds` QAT seeds (the recipe's seed and
+    the next ones; an untrained variant runs once), evaluated on the test split of each of
+    `test_sets`; `peers` adds other libraries' quantizers (see peers.py) at the same bit widths;
+    `reference_steps` > 0 also runs that many steps of plain full-precision logit distillation, the
+    reference of the step-time ratios."""
 
     teacher: TeacherRecipe = setting(DEFAULT_TEACHER, instance_of(TeacherRecipe), cli=False)
     qat: QATRecipe = setting(DEFAULT_QAT, instance_of(QATRecipe), cli=False)
-    methods: tuple[str, ...] = setting(PAPER_METHODS, some_of(weight_methods), "methods: registered weight quantizers")
+    methods: tuple[str, ...] = setting(DEFAULT_METHODS, some_of(variant_names), "methods: registered weight quantizers or variants")
     bits: tuple[str, ...] = setting(("2-2-8",), strings(), "W-E-A bit widths")
     test_sets: tuple[str, ...] = setting(TEST_SETS, some_of(LM_CORPORA), "test sets")
     peers: tuple[str, ...] = setting((), some_of(PEERS), "other libraries' quantizers")
     reference_steps: int = setting(0, integer(0), "steps of full-precision distillation timed as reference")
+    seeds: int = setting(1, integer(1), "QAT seeds of each trained method: the QAT recipe's seed and the next ones")
     __test__ = False  # a name starting with "Test" that is not a pytest class
 
     def __post_init__(self) -> None:
@@ -75,21 +91,33 @@ class TestbedJob:
             "test_sets": list(self.test_sets),
             "peers": list(self.peers),
             "reference_steps": self.reference_steps,
+            "seeds": self.seeds,
         }
+
+    def entries(self) -> list[tuple[str, str, int | None]]:
+        """(variant, bits, QAT seed) in the order they run; an untrained variant has seed None."""
+        seeds = [self.qat.seed + i for i in range(self.seeds)]
+        entries = []
+        for name in (*self.methods, *self.peers):
+            for bits in self.bits:
+                entries += [(name, bits, None)] if not variant(name).trained else [(name, bits, s) for s in seeds]
+        return entries
 
 
 @dataclass
 class MethodResult:
-    """One quantized model: its run directory, selection and test perplexities, costs."""
+    """One quantized model: its variant, QAT seed (None untrained), run directory (None untrained),
+    selection and test perplexities, costs."""
 
     method: str
     bits: str
-    run_dir: Path
+    run_dir: Path | None
     select_perplexity: float
     perplexity: dict[str, float]
     wall_seconds: float
     peak_rss_mib: float
     seconds_per_step: float | None
+    seed: int | None = None
 
 
 @dataclass
@@ -132,10 +160,11 @@ def _fresh(run_dir: Path) -> Path:
     return run_dir
 
 
-def _objective(method: str, qat: QATRecipe) -> ObjectiveConfig:
+def _objective(method: str, qat: QATRecipe, use_contrastive: bool | None = None) -> ObjectiveConfig:
     """The paper's objective for `method` (`ObjectiveConfig.for_method` decides), with the recipe's
     settings of QuantGPT's contrastive loss (its weight 0 is the ablation without it)."""
-    return ObjectiveConfig.for_method(method, ContrastiveConfig(num_negatives=qat.num_negatives, lam=qat.contrastive_weight))
+    contrastive = ContrastiveConfig(num_negatives=qat.num_negatives, lam=qat.contrastive_weight)
+    return ObjectiveConfig.for_method(method, contrastive, use_contrastive)
 
 
 def _quantgpt_objective_text(qat: QATRecipe) -> str:
@@ -148,7 +177,7 @@ def _test_perplexities(job: TestbedJob, teacher: Teacher, data_dir: str | Path, 
     return {name: evaluate(lm_task(teacher.tokenizer_dir, job.teacher, data_dir, name))["perplexity"] for name in job.test_sets}
 
 
-def _method_result(method: str, bits: str, run_dir: Path, measured, tokens_per_step: int, perplexity: dict) -> MethodResult:
+def _method_result(method: str, bits: str, run_dir: Path, measured, tokens_per_step: int, perplexity: dict, seed=None) -> MethodResult:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     return MethodResult(
         method=method,
@@ -159,20 +188,72 @@ def _method_result(method: str, bits: str, run_dir: Path, measured, tokens_per_s
         wall_seconds=round(measured.wall_seconds, 1),
         peak_rss_mib=round(measured.peak_rss_mib, 1),
         seconds_per_step=seconds_per_step(records, tokens_per_step),
+        seed=seed,
     )
 
 
-def quantize_with_method(job, teacher, method, bits, run_dir, data_dir, progress) -> MethodResult:
-    """QAT of one registered method (the paper's, or a peer library's quantizer) through
-    `api.quantize` (prepare + distill), then its best model on the test sets."""
+def _quantization(chosen: Variant, bits: str) -> QuantConfig:
+    return QuantConfig(method=chosen.method, bits=bits, **chosen.quantization)
+
+
+def _run_settings(job: TestbedJob, teacher: Teacher, name: str, bits: str, qat: QATRecipe) -> dict[str, Any]:
+    """Everything a finished run's result depends on: equal settings, equal result."""
+    return {
+        "variant": name, "bits": bits, "teacher": teacher.summary["key"], "qat": qat.to_dict(), "test_sets": list(job.test_sets),
+        "quantization": _quantization(variant(name), bits).to_dict(), "format": RESULT_FORMAT,
+    }
+
+
+def _reused(run_dir: Path, settings: dict[str, Any]) -> MethodResult | None:
+    """The result of a finished run with the same settings (a rerun or a resumed grid skips it)."""
+    file = run_dir / RESULT_FILE
+    if not file.is_file():
+        return None
+    saved = json.loads(file.read_text())
+    if saved.get("settings") != json.loads(dumps_json(settings)):
+        return None
+    return MethodResult(**{**saved["result"], "run_dir": run_dir})
+
+
+def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, progress) -> MethodResult:
+    """QAT of one variant (a registered method, the paper's or a peer library's, or a variant of
+    one) with QAT seed `seed`, through `api.quantize` (prepare + distill), then its best model on
+    the test sets. A run directory that already holds the finished result of the same settings
+    is reused; any other is replaced."""
+    chosen = variant(name)
+    qat = dataclasses.replace(job.qat, seed=seed)
+    settings = _run_settings(job, teacher, name, bits, qat)
+    reused = _reused(run_dir, settings)
+    if reused is not None:
+        return reused
     task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
-    config = _training_config(job.qat, method, _fresh(run_dir), job.qat.steps, progress)
+    config = _training_config(qat, chosen.method, _fresh(run_dir), qat.steps, progress)
+    objective = _objective(chosen.method, qat, chosen.contrastive)
     measured = measure(
-        lambda: api.quantize(task, config, teacher.model_dir, QuantConfig(method=method, bits=bits), _objective(method, job.qat))
+        lambda: api.quantize(task, config, teacher.model_dir, _quantization(chosen, bits), objective, record={"variant": name})
     )
     best = run_dir / "best"
     perplexity = _test_perplexities(job, teacher, data_dir, lambda t: api.evaluate(best, t, TEST_SPLIT))
-    return _method_result(method, bits, run_dir, measured, job.qat.batch_size * job.teacher.block_size, perplexity)
+    result = _method_result(name, bits, run_dir, measured, qat.batch_size * job.teacher.block_size, perplexity, seed)
+    saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
+    write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})  # last: the run is finished
+    return result
+
+
+def evaluate_untrained(job, teacher, name, bits, data_dir) -> MethodResult:
+    """An untrained variant: the teacher's student as `api.prepare` makes it, evaluated on
+    testbed-select and the test sets without a step of training (the paper's Figure 1 regime)."""
+    chosen = variant(name)
+
+    def run() -> dict[str, float]:
+        student = api.prepare(AutoModelForCausalLM.from_pretrained(str(teacher.model_dir)), _quantization(chosen, bits))
+        select = api.evaluate(student, lm_task(teacher.tokenizer_dir, job.teacher, data_dir), SELECT_SPLIT)["perplexity"]
+        return {SELECT_SPLIT: select, **_test_perplexities(job, teacher, data_dir, lambda t: api.evaluate(student, t, TEST_SPLIT))}
+
+    measured = measure(run)
+    perplexity = dict(measured.value)
+    select = perplexity.pop(SELECT_SPLIT)
+    return MethodResult(name, bits, None, select, perplexity, round(measured.wall_seconds, 1), round(measured.peak_rss_mib, 1), None)
 
 
 def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> MethodResult:
@@ -185,16 +266,33 @@ def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> Me
     return _method_result(REFERENCE, "-", run_dir, measured, job.qat.batch_size * job.teacher.block_size, {})
 
 
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def _rows(job: TestbedJob, teacher_model_config, teacher_perplexity, results, reference) -> list[ResultRow]:
+    """Full precision, then one row per (variant, bits): means over its seeds, with their sd."""
     fp_size = model_size(teacher_model_config, "8-8-8").fp32_mib
     rows = [ResultRow(FULL_PRECISION, None, fp_size, teacher_perplexity)]
     reference_step = reference.seconds_per_step if reference else None
-    for result in results:
-        extra = {"select_ppl": result.select_perplexity, "wall_s": result.wall_seconds, "peak_rss_mib": result.peak_rss_mib}
-        if reference_step and result.seconds_per_step:
-            extra["step_time_ratio"] = result.seconds_per_step / reference_step
-        size = model_size(teacher_model_config, result.bits).quantized_mib
-        rows.append(ResultRow(result.method, result.bits, size, result.perplexity, extra))
+    for (name, bits), group in grouped(results).items():
+        spreads = {test: Spread.of([r.perplexity[test] for r in group]) for test in group[0].perplexity}
+        extra = {
+            "select_ppl": _mean(r.select_perplexity for r in group),
+            "wall_s": _mean(r.wall_seconds for r in group) if variant(name).trained else None,  # no QAT, no QAT time
+            "peak_rss_mib": max(r.peak_rss_mib for r in group),
+        }
+        step = _mean(r.seconds_per_step for r in group)
+        if reference_step and step:
+            extra["step_time_ratio"] = step / reference_step
+        chosen = variant(name)
+        rows.append(ResultRow(
+            name, bits, model_size(teacher_model_config, bits).quantized_mib,
+            {test: spread.mean for test, spread in spreads.items()}, extra,
+            label=chosen.label if chosen.label != display_name(name) else None,
+            sd={test: spread.sd for test, spread in spreads.items()}, seeds=len(group),
+        ))
     return rows
 
 
@@ -210,16 +308,18 @@ def run_testbed(
     figures: bool = True,
     runs_dir: str | Path | None = None,
     figures_dir: str | Path | None = None,
+    pretrained_root: str | Path = "pretrained",
 ) -> TestbedResult:
     """Runs `job` and writes `<out_dir>/<table_stem>.md` / `.json` (Table 1 with the command that
     made it), the run directories `<runs_dir>/<method>-<bits>/` (default `<out_dir>/runs`) and the
     figures `<figures_dir>/<bits>/*.png` (default `<out_dir>/figures`). The teacher comes from (or
-    goes to) `cache_root`. Progress is logged stage by stage."""
+    goes to) `cache_root`, fine-tuned from the pretrained checkpoint shipped in `pretrained_root`
+    when the recipe pretrains. Progress is logged stage by stage."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     figures_dir = Path(figures_dir) if figures_dir is not None else out_dir / "figures"
-    entries = [(m, b) for b in job.bits for m in job.methods] + [(p, b) for b in job.bits for p in job.peers]
+    entries = job.entries()
     total = 2 + len(entries) + (1 if job.reference_steps else 0)
     counter = iter(range(1, total + 1))
 
@@ -227,7 +327,7 @@ def run_testbed(
         log(f"[{next(counter)}/{total}] {text}  (elapsed {time.perf_counter() - started:.0f} s)")
 
     stage("teacher")
-    teacher = get_teacher(job.teacher, cache_root, data_dir, progress, log)
+    teacher = get_teacher(job.teacher, cache_root, data_dir, progress, log, pretrained_root=pretrained_root)
     teacher_perplexity = {name: teacher_evaluation(teacher, job.teacher, name, TEST_SPLIT, data_dir)["perplexity"] for name in job.test_sets}
     log("teacher: " + ", ".join(f"{name} test perplexity {value:.2f}" for name, value in teacher_perplexity.items()))
 
@@ -236,13 +336,18 @@ def run_testbed(
         stage(f"full-precision distillation, {job.reference_steps} steps (step-time reference)")
         reference = full_precision_distillation(job, teacher, runs_dir / REFERENCE, data_dir, progress)
     results = []
-    for method, bits in entries:
-        stage(f"{method} {bits}: quantization-aware training, {job.qat.steps} steps, then {', '.join(job.test_sets)} test")
-        result = quantize_with_method(job, teacher, method, bits, runs_dir / f"{method}-{bits}", data_dir, progress)
+    for name, bits, seed in entries:
+        tests = ", ".join(job.test_sets)
+        if seed is None:
+            stage(f"{name} {bits}: no training, {SELECT_SPLIT} and {tests} test")
+            result = evaluate_untrained(job, teacher, name, bits, data_dir)
+        else:
+            stage(f"{name} {bits} seed {seed}: quantization-aware training, {job.qat.steps} steps, then {tests} test")
+            result = quantize_with_method(job, teacher, name, bits, seed, runs_dir / f"{name}-{bits}-seed{seed}", data_dir, progress)
         results.append(result)
         log(
-            f"{method} {bits}: "
-            + ", ".join(f"{name} {value:.2f} ({value / teacher_perplexity[name]:.3f}x FP)" for name, value in result.perplexity.items())
+            f"{name} {bits}" + ("" if seed is None else f" seed {seed}") + ": "
+            + ", ".join(f"{test} {value:.2f} ({value / teacher_perplexity[test]:.3f}x FP)" for test, value in result.perplexity.items())
             + f"; {result.wall_seconds:.0f} s"
         )
 
@@ -251,7 +356,9 @@ def run_testbed(
     extra_columns = {"select_ppl": f"{SELECT_SPLIT} PPL", "wall_s": "QAT wall (s)", "peak_rss_mib": "peak RSS (MiB)"}
     if reference is not None:
         extra_columns["step_time_ratio"] = "step time / FP distill"
-    notes = _notes(job, teacher, reference)
+    verdicts = claim_verdicts(results, job.test_sets)
+    comparisons = comparisons_markdown(results, job.bits, job.test_sets, job.seeds, verdicts)
+    notes = _notes(job, teacher, reference) + comparisons
     table, _ = write_table1(
         rows,
         out_dir,
@@ -263,17 +370,20 @@ def run_testbed(
         teacher=teacher.summary,
         teacher_dir=str(teacher.model_dir),
         reference=None if reference is None else {"seconds_per_step": reference.seconds_per_step, "peak_rss_mib": reference.peak_rss_mib},
-        seconds_per_step={f"{r.method} {r.bits}": r.seconds_per_step for r in results},
+        seconds_per_step={f"{r.method} {r.bits}" + ("" if r.seed is None else f" seed {r.seed}"): r.seconds_per_step for r in results},
+        runs=[{"method": r.method, "bits": r.bits, "seed": r.seed, "perplexity": r.perplexity, "select_perplexity": r.select_perplexity,
+               "run_dir": None if r.run_dir is None else str(r.run_dir)} for r in results],
+        claims=verdicts,
     )
     drawn: dict[str, dict[str, Path]] = {}
     if figures:
         for bits in job.bits:
-            quantized = [r.run_dir for r in results if r.bits == bits]
+            quantized = [r.run_dir for r in results if r.bits == bits and r.seed == job.qat.seed]
             if quantized:
                 drawn[bits] = write_report(teacher.run_dirs + quantized, figures_dir / bits, teacher=teacher.model_dir, data_dir=data_dir)
         if drawn:
             _write_figure_index(figures_dir, drawn, command)
-    log("\n" + table1_markdown(rows, extra_columns))
+    log("\n" + table1_markdown(rows, extra_columns) + comparisons)
     log(f"table: {table}; figures: {figures_dir}; total {time.perf_counter() - started:.0f} s")
     return TestbedResult(teacher, teacher_perplexity, results, reference, table, drawn, time.perf_counter() - started)
 
@@ -316,6 +426,11 @@ def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) ->
         + f", linear decay to 0, best of every {job.qat.eval_every} steps on {SELECT_SPLIT}; "
         + _quantgpt_objective_text(job.qat) + "; baselines and peers: logit distillation.",
         "- Size: the paper's accounting (docs/method.md#size-accounting) applied to this model.",
+        "- No training: the student as `quantgpt.api.prepare` makes it from the teacher (8-bit activations included), "
+        "evaluated without a step of training, the paper's Figure 1 regime: RTN clips each matrix at max|w|, QuantGPT's "
+        "quantizer at its initial gamma = 1 clips at mean|w| (docs/method.md#module-wise-dynamic-scaling).",
+        f"- Seeds: each trained row is the mean ± standard deviation over QAT seeds "
+        f"{', '.join(str(job.qat.seed + i) for i in range(job.seeds))} (data order, negatives, projections); one teacher.",
     ]
     if reference is not None and reference.seconds_per_step:
         lines.append(

@@ -1,6 +1,8 @@
 """The settings of the testbed: how the teacher is made (`TeacherRecipe`) and how each method is
 quantized from it (`QATRecipe`). Both validate when built; the teacher's settings hash to the key
-of its cache folder, so a changed recipe never reuses a stale teacher.
+of its cache folder, so a changed recipe never reuses a stale teacher, and all of them but the
+fine-tuning ones hash to the key of its pretrained checkpoint (`pretrain_key`), which a change of
+the fine-tuning settings alone therefore reuses.
 
 The values of `DEFAULT_TEACHER` and `DEFAULT_QAT` were chosen by measurement on two CPU cores
 (see the README's "Results" section and docs/results/); the paper's own settings (for GPT-2 small
@@ -25,6 +27,14 @@ from ..validators import integer, number, one_of, optional, rates
 
 # Bumped when the way a teacher is made changes without a change of its settings.
 RECIPE_FORMAT = 1
+# A teacher with pretraining is now fine-tuned from the float16 pretrained checkpoint
+# (testbed/pretrained.py), not from the float32 one, which changes its weights: its key says format 2.
+# A teacher without pretraining is made as before and keeps its format-1 key (and cached folder).
+PRETRAINED_TEACHER_FORMAT = 2
+# Bumped when the way a pretrained checkpoint is made changes without a change of its settings.
+PRETRAIN_FORMAT = 1
+# The settings of the fine-tuning stage alone: the pretrained checkpoint does not depend on them.
+FINETUNE_FIELDS = ("finetune_steps", "finetune_learning_rate")
 # Teacher shapes: GPT-2 (the paper's model), or a Llama-family / OPT decoder of the same size.
 TEACHER_ARCHITECTURES = ("gpt2", "llama", "qwen2", "opt")
 
@@ -41,6 +51,14 @@ def parse_rates(text: str) -> dict[str, float]:
     return parsed
 
 
+def _digest(format: int, settings: dict[str, Any]) -> str:
+    """12 hex digits of the SHA-256 of `settings` and `format`; a GPT-2 shape leaves `architecture` out."""
+    if settings.get("architecture") == "gpt2":
+        settings = {name: value for name, value in settings.items() if name != "architecture"}
+    text = json.dumps({"format": format, **settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class TeacherRecipe:
     """How the full-precision teacher is trained from scratch (CPU testbed; docs/method.md#tasks-and-training-settings).
@@ -51,10 +69,11 @@ class TeacherRecipe:
     `n_embd`, `n_head` heads, `block_size` positions (also the training block length); the Llama and
     Qwen2 shapes use half as many key/value heads (grouped-query attention) when `n_head` is even
     and a SwiGLU width of 8/3 `n_embd` rounded up to a multiple of 256 (OPT: 4 `n_embd`).
-    Pretraining: `pretrain_steps` steps on ../shared/data/corpus/nltk-2008 (0: none). Fine-tuning:
-    `finetune_steps` steps on testbed-train. Each stage keeps its best checkpoint on testbed-select
-    (evaluated every `eval_every` steps); the learning rate warms up over `warmup_steps`, then
-    decays linearly to 0. `max_blocks` caps the blocks of every training and evaluation split
+    Pretraining: `pretrain_steps` steps on ../shared/data/corpus/nltk-2008 (0: none), kept as a
+    float16 checkpoint of its own (`pretrain_key`, testbed/pretrained.py). Fine-tuning:
+    `finetune_steps` steps on testbed-train, from that checkpoint (in float32) when there is one.
+    Each stage keeps its best checkpoint on testbed-select (evaluated every `eval_every` steps);
+    the learning rate warms up over `warmup_steps`, then decays linearly to 0. `max_blocks` caps the blocks of every training and evaluation split
     (tests and smoke runs only: it makes the perplexities partial).
     """
 
@@ -66,10 +85,10 @@ class TeacherRecipe:
     block_size: int = setting(256, integer(2), "positions and training block length")
     dropout: float = setting(0.1, number(0, below=1), "dropout")
     batch_size: int = setting(8, integer(1), "blocks per step")
-    pretrain_steps: int = setting(0, integer(0), "pretraining steps on the general-English corpus (0: none)")
+    pretrain_steps: int = setting(4500, integer(0), "pretraining steps on the general-English corpus (0: none)")
     pretrain_learning_rate: float = setting(1e-3, number(above=0), "pretraining learning rate")
-    finetune_steps: int = setting(900, integer(1), "fine-tuning steps on testbed-train")
-    finetune_learning_rate: float = setting(1e-3, number(above=0), "fine-tuning learning rate")
+    finetune_steps: int = setting(400, integer(1), "fine-tuning steps on testbed-train")
+    finetune_learning_rate: float = setting(3e-4, number(above=0), "fine-tuning learning rate")
     warmup_steps: int = setting(50, integer(0), "warm-up steps of each stage")
     weight_decay: float = setting(0.01, number(0), "AdamW weight decay")
     eval_every: int = setting(100, integer(1), "evaluate on testbed-select every N steps")
@@ -86,13 +105,18 @@ class TeacherRecipe:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """12 hex digits of the SHA-256 of the settings (and RECIPE_FORMAT): the cache folder's name.
+        """12 hex digits of the SHA-256 of the settings (and the format): the cache folder's name.
         A GPT-2 teacher leaves `architecture` out, so its key (and cached teacher) predates the field."""
-        settings = self.to_dict()
-        if settings["architecture"] == "gpt2":
-            del settings["architecture"]
-        text = json.dumps({"format": RECIPE_FORMAT, **settings}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return _digest(PRETRAINED_TEACHER_FORMAT if self.pretrain_steps else RECIPE_FORMAT, self.to_dict())
+
+    def pretrain_settings(self) -> dict[str, Any]:
+        """The settings the pretrained checkpoint depends on: all but the fine-tuning ones."""
+        return {name: value for name, value in self.to_dict().items() if name not in FINETUNE_FIELDS}
+
+    def pretrain_key(self) -> str:
+        """12 hex digits of the SHA-256 of `pretrain_settings` (and PRETRAIN_FORMAT): the name of
+        the pretrained checkpoint's folder, shared by recipes that differ in fine-tuning only."""
+        return _digest(PRETRAIN_FORMAT, self.pretrain_settings())
 
     def model_config(self) -> PretrainedConfig:
         """The teacher's configuration; <|endoftext|> (id 0) is its bos and eos token."""
@@ -142,8 +166,9 @@ class QATRecipe:
     named in `method_quantizer_learning_rates` ({method: rate}). The paper's 1e-3 is for about 10k
     steps; in the testbed's 150, Adam moves QuantGPT's gamma (a scale near 1) by at most 0.15, while
     LSQ's step (about 0.01 in weight units) moves by 10% a step. Each method takes the better of
-    1e-3 and 2e-2 on testbed-select at 2-2-8 (measured: docs/results/quantizer-lr.md), hence
-    QuantGPT's 2e-2 below and the paper's 1e-3 for LSQ and PACT.
+    1e-3 and 2e-2 on testbed-select at 2-2-8 (measured on the teacher trained from scratch:
+    docs/results/scratch-teacher/quantizer-lr.md), hence QuantGPT's 2e-2 below and the paper's
+    1e-3 for LSQ and PACT.
 
     contrastive_weight: QuantGPT's lambda (Eq. 5, the paper's 0.1); 0 trains QuantGPT with logit
     distillation alone, the ablation that tells what the contrastive loss adds on this testbed.
@@ -175,6 +200,9 @@ class QATRecipe:
 
 
 DEFAULT_TEACHER = TeacherRecipe()
+# The teacher of the testbed before it was pretrained (docs/results/scratch-teacher/): trained from
+# nothing on testbed-train alone, 900 steps at 1e-3.
+SCRATCH_TEACHER = TeacherRecipe(pretrain_steps=0, finetune_steps=900, finetune_learning_rate=1e-3)
 DEFAULT_QAT = QATRecipe()
 # A few seconds end to end: tests and smoke runs.
 TINY_TEACHER = TeacherRecipe(
@@ -191,4 +219,4 @@ TINY_TEACHER = TeacherRecipe(
     max_blocks=16,
 )
 TINY_QAT = QATRecipe(steps=2, batch_size=4, eval_every=2, num_negatives=4)
-RECIPES = {"default": (DEFAULT_TEACHER, DEFAULT_QAT), "tiny": (TINY_TEACHER, TINY_QAT)}
+RECIPES = {"default": (DEFAULT_TEACHER, DEFAULT_QAT), "scratch": (SCRATCH_TEACHER, DEFAULT_QAT), "tiny": (TINY_TEACHER, TINY_QAT)}

@@ -1,9 +1,15 @@
 """The testbed's teacher: trained once from a `TeacherRecipe`, cached under `cache/teacher-<key>/`.
 
-The folder holds the tokenizer, the model configuration, one run directory per stage (`pretrain/`
-when the recipe pretrains, `finetune/`) as the training loop writes them, and `teacher.json`,
-written last: a folder without it is an interrupted build and is rebuilt from scratch. The
-teacher itself is `finetune/best` (a `save_pretrained` directory with its tokenizer).
+The folder holds the tokenizer, the model configuration, the fine-tuning run directory
+(`finetune/`) as the training loop writes it, and `teacher.json`, written last: a folder without
+it is an interrupted build and is rebuilt from scratch. The teacher itself is `finetune/best` (a
+`save_pretrained` directory with its tokenizer).
+
+A recipe that pretrains fine-tunes from its pretrained checkpoint (testbed/pretrained.py): shipped
+in the repository (`pretrained/`), cached (`cache/pretrained-<pretrain_key>/`) or trained now;
+its tokenizer is copied to the teacher's folder, and teacher.json's "pretrain" stage points at
+that checkpoint's run directory. Without pretraining the tokenizer is trained here and fine-tuning
+starts from a random model.
 """
 
 from __future__ import annotations
@@ -18,19 +24,15 @@ from typing import Any
 
 from .. import api
 from ..jsonio import dumps_json
-from ..tasks.language_modeling import load_lm_text
+from ..tokenization import load_gpt2_tokenizer
 from ..training.checkpoints import write_json_atomic
-from ..training.config import TrainingConfig
-from .corpus import PRETRAINING_CORPUS, PretrainingTask, load_pretraining_lines
+from .pretrained import Pretrained, get_pretrained
 from .recipe import TeacherRecipe
+from .stages import EVAL_BATCH_SIZE, SELECT_SPLIT, TASK_DATASET, TRAIN_SPLIT, stage_config, stage_summary, training_text
 from .tokenizer import save_tokenizer, train_bpe_tokenizer
 
 TEACHER_SUMMARY = "teacher.json"
 EVALUATIONS = "evaluations.json"
-TASK_DATASET = "wikitext-2"
-TRAIN_SPLIT = "testbed-train"
-SELECT_SPLIT = "testbed-select"
-EVAL_BATCH_SIZE = 16
 
 Log = Callable[[str], None]
 
@@ -55,6 +57,8 @@ class Teacher:
 
     @property
     def run_dirs(self) -> list[Path]:
+        """The run directory of each stage; the pretraining one is an absolute path (it lies in the
+        pretrained checkpoint's folder), which `/` keeps as it is."""
         return [self.folder / stage["run_dir"] for stage in self.summary["stages"]]
 
 
@@ -78,78 +82,31 @@ def lm_task(tokenizer_dir: str | Path, recipe: TeacherRecipe, data_dir: str | Pa
     )
 
 
-def _training_text(recipe: TeacherRecipe, data_dir: str | Path) -> list[str]:
-    """The text the tokenizer learns from: everything the teacher trains on."""
-    lines = load_lm_text(TASK_DATASET, TRAIN_SPLIT, data_dir)
-    if recipe.pretrain_steps:
-        cap = None if recipe.max_blocks is None else recipe.max_blocks * recipe.block_size
-        lines = load_pretraining_lines(data_dir, cap) + lines
-    return lines
-
-
-def _stage_config(recipe: TeacherRecipe, run_dir: Path, steps: int, learning_rate: float, progress: bool) -> TrainingConfig:
-    return TrainingConfig(
-        output_dir=str(run_dir),
-        learning_rate=learning_rate,
-        weight_decay=recipe.weight_decay,
-        warmup_steps=min(recipe.warmup_steps, max(steps - 1, 0)),
-        batch_size=recipe.batch_size,
-        max_steps=steps,
-        eval_every=recipe.eval_every,
-        save_every=0,  # the best model is what the testbed needs; checkpoints only at the end
-        keep_checkpoints=1,
-        log_every=max(1, min(20, steps // 10)),
-        eval_split=SELECT_SPLIT,
-        seed=recipe.seed,
-        progress=progress,
-    )
-
-
-def _stage_summary(name: str, folder: Path, run_dir: Path, result: Any, seconds: float) -> dict[str, Any]:
-    return {
-        "name": name,
-        "run_dir": str(run_dir.relative_to(folder)),
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "select_perplexity": result.best["perplexity"],
-        "final_select_perplexity": result.final["perplexity"],
-        "wall_seconds": round(seconds, 1),
-    }
-
-
-def train_teacher(recipe: TeacherRecipe, folder: Path, data_dir: str | Path, progress: bool, log: Log) -> dict[str, Any]:
-    """Builds the teacher of `recipe` in `folder` (tokenizer, stages) and returns its summary."""
+def train_teacher(
+    recipe: TeacherRecipe, folder: Path, data_dir: str | Path, progress: bool, log: Log, pretrained: Pretrained | None = None
+) -> dict[str, Any]:
+    """Builds the teacher of `recipe` in `folder` and returns its summary: fine-tuned from
+    `pretrained` (with its tokenizer) when given, else from a random model with a tokenizer trained here."""
     started = time.perf_counter()
-    log(f"teacher {folder.name}: training a {recipe.vocab_size}-token byte-level BPE tokenizer")
-    tokenizer_dir = save_tokenizer(train_bpe_tokenizer(_training_text(recipe, data_dir), recipe.vocab_size), folder / "tokenizer")
     config_dir = folder / "model-config"
     recipe.model_config().save_pretrained(config_dir)
     stages = []
-    model_source: dict[str, str] = {"model_config": str(config_dir)}
-    if recipe.pretrain_steps:
-        log(f"teacher: pretraining {recipe.pretrain_steps} steps on {PRETRAINING_CORPUS} (selection on {TASK_DATASET} {SELECT_SPLIT})")
-        task = PretrainingTask(
-            api.load_task("lm", tokenizer_dir).tokenizer,
-            str(data_dir),
-            dataset=TASK_DATASET,
-            block_size=recipe.block_size,
-            max_train_blocks=recipe.max_blocks,
-            max_eval_blocks=recipe.max_blocks,
-            eval_batch_size=EVAL_BATCH_SIZE,
-        )
-        run_dir, t0 = folder / "pretrain", time.perf_counter()
-        config = _stage_config(recipe, run_dir, recipe.pretrain_steps, recipe.pretrain_learning_rate, progress)
-        result = api.finetune(task, config, **model_source)
-        stages.append(_stage_summary("pretrain", folder, run_dir, result, time.perf_counter() - t0))
-        log(f"teacher: pretrained, {SELECT_SPLIT} perplexity {result.best['perplexity']:.2f} (step {result.best_step})")
-        model_source = {"model": str(run_dir / "best")}
+    if pretrained is None:
+        log(f"teacher {folder.name}: training a {recipe.vocab_size}-token byte-level BPE tokenizer")
+        tokenizer = train_bpe_tokenizer(training_text(recipe, data_dir), recipe.vocab_size)
+        model_source = {"model_config": str(config_dir)}
+    else:
+        tokenizer = load_gpt2_tokenizer(pretrained.model_dir)  # the GPT2TokenizerFast it was saved as
+        model_source = {"model": str(pretrained.model_dir)}  # float16 on disk, loaded in float32
+        stages.append({**pretrained.summary["stage"], "run_dir": str(pretrained.run_dir)})
+    tokenizer_dir = save_tokenizer(tokenizer, folder / "tokenizer")
     log(f"teacher: fine-tuning {recipe.finetune_steps} steps on {TASK_DATASET} {TRAIN_SPLIT}")
     run_dir, t0 = folder / "finetune", time.perf_counter()
-    config = _stage_config(recipe, run_dir, recipe.finetune_steps, recipe.finetune_learning_rate, progress)
+    config = stage_config(recipe, run_dir, recipe.finetune_steps, recipe.finetune_learning_rate, progress)
     result = api.finetune(lm_task(tokenizer_dir, recipe, data_dir), config, **model_source)
-    stages.append(_stage_summary("finetune", folder, run_dir, result, time.perf_counter() - t0))
+    stages.append(stage_summary("finetune", folder, run_dir, result, time.perf_counter() - t0))
     log(f"teacher: fine-tuned, {SELECT_SPLIT} perplexity {result.best['perplexity']:.2f} (step {result.best_step})")
-    return {
+    summary = {
         "key": recipe.key(),
         "recipe": recipe.to_dict(),
         "model_dir": str((run_dir / "best").relative_to(folder)),
@@ -157,6 +114,9 @@ def train_teacher(recipe: TeacherRecipe, folder: Path, data_dir: str | Path, pro
         "stages": stages,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+    if pretrained is not None:
+        summary["pretrained"] = {"folder": str(pretrained.folder), "source": pretrained.source, "pretrain_key": recipe.pretrain_key()}
+    return summary
 
 
 def get_teacher(
@@ -165,9 +125,12 @@ def get_teacher(
     data_dir: str | Path = "../shared/data",
     progress: bool = True,
     log: Log = print,
+    pretrained_root: str | Path = "pretrained",
 ) -> Teacher:
     """The teacher of `recipe`: from the cache when `teacher.json` is there, else trained now (and
-    cached). An interrupted build (a folder without teacher.json) is removed and trained again."""
+    cached). An interrupted build (a folder without teacher.json) is removed and trained again. A
+    recipe that pretrains starts from its pretrained checkpoint (`get_pretrained`): shipped in
+    `pretrained_root` (a missing folder: none shipped), cached in `cache_root`, or trained now."""
     folder = teacher_folder(recipe, cache_root)
     summary_file = folder / TEACHER_SUMMARY
     if summary_file.is_file():
@@ -177,9 +140,10 @@ def get_teacher(
     if folder.exists():
         log(f"teacher {folder.name}: removing an interrupted build")
         shutil.rmtree(folder)
+    pretrained = get_pretrained(recipe, cache_root, pretrained_root, data_dir, progress, log) if recipe.pretrain_steps else None
     folder.mkdir(parents=True)
     (folder / "recipe.json").write_text(dumps_json(recipe.to_dict(), indent=2) + "\n")
-    summary = train_teacher(recipe, folder, data_dir, progress, log)
+    summary = train_teacher(recipe, folder, data_dir, progress, log, pretrained)
     write_json_atomic(summary_file, summary)
     return Teacher(folder, summary, cached=False)
 

@@ -11,6 +11,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from transformers import PretrainedConfig
 
@@ -48,11 +49,13 @@ def check_model_source(name_or_path: str | Path, role: str = "--model") -> None:
 
 
 def pretrained_model(model_class: Any, name_or_path: str | Path, role: str = "--model") -> nn.Module:
-    """A full-precision model from a local `save_pretrained` directory or a hub name."""
+    """A full-precision model from a local `save_pretrained` directory or a hub name, in float32
+    whatever the checkpoint's dtype (Transformers keeps a float16 checkpoint's dtype, and the training
+    loop trains and distils in float32)."""
     check_model_source(name_or_path, role)
     try:
         with quiet_progress_bars():
-            return model_class.from_pretrained(str(name_or_path), use_safetensors=True)  # never a pickle
+            return model_class.from_pretrained(str(name_or_path), use_safetensors=True, dtype=torch.float32)  # never a pickle
     except OSError as error:
         raise InputFileError(f"{role} {name_or_path}: could not load it ({str(error).splitlines()[0]})") from None
 
