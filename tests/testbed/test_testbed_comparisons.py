@@ -50,3 +50,17 @@ def test_claims_are_confirmed_contradicted_or_undecided():
         "LAQ is better than LSQ": "contradicted",
         "the contrastive loss helps QuantGPT": "cannot tell",
     }  # PACT and the gradient ablation did not run: no verdict on their claims
+
+
+def test_higher_is_better_turns_the_verdicts_around():
+    """Hits@1: the higher mean wins, by the same two standard errors."""
+    low, high = Spread.of([10.0, 11.0, 12.0]), Spread.of([13.0, 14.0, 15.0])
+    assert compare(high, low, higher_is_better=True).verdict == BETTER
+    assert compare(low, high, higher_is_better=True).verdict == WORSE
+    assert compare(low, Spread.of([11.5, 12.5, 13.5]), higher_is_better=True).verdict == UNCLEAR
+    text = comparison_matrix_markdown({"low": low, "high": high}, higher_is_better=True)
+    assert "| low |  | > |" in text and "| high | < |  |" in text
+    results = [_result("quantgpt", s, v) for s, v in enumerate([30.0, 31.0, 29.0])]
+    results += [_result("laq", s, v) for s, v in enumerate([20.0, 21.0, 19.0])]
+    (verdict,) = claim_verdicts(results, ["wikitext-2"], higher_is_better=True)
+    assert verdict["tests"]["wikitext-2"]["verdict"] == "confirmed"

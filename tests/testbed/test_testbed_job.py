@@ -24,13 +24,13 @@ def test_table_has_full_precision_and_each_method_with_ratios(tiny_job):
     data = json.loads((out / "table1.json").read_text())
     rows = {row["method"]: row for row in data["rows"]}
     assert list(rows) == ["full precision", *DEFAULT_METHODS]
-    fp = rows["full precision"]["perplexity"]
+    fp = rows["full precision"]["scores"]
     assert set(fp) == {"wikitext-2", "ptb"}
     for method in DEFAULT_METHODS:
         row = rows[method]
         assert row["bits"] == "2-2-8"
         for name in ("wikitext-2", "ptb"):
-            assert math.isclose(row["ratio_to_full_precision"][name], row["perplexity"][name] / fp[name])
+            assert math.isclose(row["ratio_to_full_precision"][name], row["scores"][name] / fp[name])
         assert row["size_mib"] < rows["full precision"]["size_mib"]
         if variant(method).trained:
             assert row["seeds"] == 2 and row["extra"]["step_time_ratio"] > 0
@@ -76,8 +76,8 @@ def test_each_trained_row_is_the_mean_and_sd_of_its_seeds(tiny_job):
     runs = [r for r in data["runs"] if r["method"] == "quantgpt"]
     assert [r["seed"] for r in runs] == [0, 1] and all((out / "runs" / f"quantgpt-2-2-8-seed{r['seed']}").is_dir() for r in runs)
     row = next(r for r in data["rows"] if r["method"] == "quantgpt")
-    a, b = (r["perplexity"]["wikitext-2"] for r in runs)
-    assert math.isclose(row["perplexity"]["wikitext-2"], (a + b) / 2)
+    a, b = (r["scores"]["wikitext-2"] for r in runs)
+    assert math.isclose(row["scores"]["wikitext-2"], (a + b) / 2)
     assert math.isclose(row["sd"]["wikitext-2"], abs(a - b) / math.sqrt(2))  # the sample sd of two values
     assert data["runs"][0]["method"] == "rtn-untrained" and data["runs"][0]["seed"] is None
 
@@ -91,8 +91,8 @@ def test_untrained_rows_are_the_prepared_student_evaluated(tiny_job, shared_data
     student = api.prepare(AutoModelForCausalLM.from_pretrained(teacher_dir), QuantConfig(method="rtn", bits="2-2-8"))
     expected = api.evaluate(student, task, TEST_SPLIT)["perplexity"]
     row = next(r for r in data["rows"] if r["method"] == "rtn-untrained")
-    assert math.isclose(row["perplexity"]["wikitext-2"], expected, rel_tol=1e-9)
-    assert row["perplexity"]["wikitext-2"] != next(r for r in data["rows"] if r["method"] == "quantgpt-untrained")["perplexity"]["wikitext-2"]
+    assert math.isclose(row["scores"]["wikitext-2"], expected, rel_tol=1e-9)
+    assert row["scores"]["wikitext-2"] != next(r for r in data["rows"] if r["method"] == "quantgpt-untrained")["scores"]["wikitext-2"]
 
 
 def test_a_rerun_reuses_finished_runs_of_the_same_settings(tiny_job, shared_data, tmp_path, capsys):
@@ -112,8 +112,8 @@ def test_a_rerun_reuses_finished_runs_of_the_same_settings(tiny_job, shared_data
     assert main(args) == 0
     assert finished.stat().st_mtime_ns == before
     assert (runs / "laq-2-2-8-seed0" / "testbed_result.json").is_file()
-    old = {r["method"]: r["perplexity"] for r in json.loads((out / "table1.json").read_text())["rows"]}
-    new = {r["method"]: r["perplexity"] for r in json.loads((tmp_path / "out" / "table1.json").read_text())["rows"]}
+    old = {r["method"]: r["scores"] for r in json.loads((out / "table1.json").read_text())["rows"]}
+    new = {r["method"]: r["scores"] for r in json.loads((tmp_path / "out" / "table1.json").read_text())["rows"]}
     assert new["quantgpt"] == old["quantgpt"] and new["laq"] == pytest.approx(old["laq"])
     assert main([*args[:-1], "--qat-steps", "3"]) == 0  # other settings: retrained
     assert finished.stat().st_mtime_ns != before

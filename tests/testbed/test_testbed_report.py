@@ -10,7 +10,7 @@ import torch
 
 from quantgpt.cli import main
 from quantgpt.quantizers import DynamicScalingQuantizer, LAQQuantizer, LSQQuantizer, PACTQuantizer
-from quantgpt.report import FIGURE_FILES, ResultRow, perplexity_ratios, table1_markdown
+from quantgpt.report import FIGURE_FILES, ResultRow, ratios_to_full_precision, table1_markdown
 from quantgpt.testbed.measure import seconds_per_step
 
 from testbed_png import assert_png, png_size
@@ -65,7 +65,7 @@ def test_table1_ratios_and_compression_by_hand():
         ResultRow("full precision", None, 474.9, {"wikitext-2": 14.48, "ptb": 14.72}),
         ResultRow("quantgpt", "2-2-8", 33.0, {"wikitext-2": 17.30, "ptb": 16.12}),
     ]
-    ratios = perplexity_ratios(rows)
+    ratios = ratios_to_full_precision(rows)
     assert ratios[0] == {"wikitext-2": 1.0, "ptb": 1.0}
     assert math.isclose(ratios[1]["wikitext-2"], 17.30 / 14.48)  # 1.195, the paper's 2-2-8 ratio
     text = table1_markdown(rows)

@@ -6,7 +6,7 @@
 
 from .collect import FIGURE_FILES, default_sentence, write_report
 from .runs import RunInfo, read_run
-from .table import FULL_PRECISION, ResultRow, perplexity_ratios, table1_json, table1_markdown, write_table1
+from .table import FULL_PRECISION, ResultRow, ratios_to_full_precision, table1_json, table1_markdown, write_table1
 
 __all__ = [
     "FIGURE_FILES",
@@ -14,7 +14,7 @@ __all__ = [
     "ResultRow",
     "RunInfo",
     "default_sentence",
-    "perplexity_ratios",
+    "ratios_to_full_precision",
     "read_run",
     "table1_json",
     "table1_markdown",

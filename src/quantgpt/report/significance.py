@@ -43,23 +43,25 @@ class Spread:
 
 @dataclass(frozen=True)
 class Comparison:
-    """a - b (lower is better, as for perplexity), twice its standard error, and the verdict for a."""
+    """a - b, twice its standard error, and the verdict for a."""
 
     difference: float
     two_se: float | None
     verdict: str
 
 
-def compare(a: Spread, b: Spread) -> Comparison:
-    """Whether `a` is better (lower) than `b`, worse, or neither by more than two standard errors."""
+def compare(a: Spread, b: Spread, higher_is_better: bool = False) -> Comparison:
+    """Whether `a` is better than `b` (lower, as perplexity; higher with `higher_is_better`, as
+    hits@1), worse, or neither by more than two standard errors."""
     difference = a.mean - b.mean
     se_a, se_b = a.standard_error, b.standard_error
     if se_a is None or se_b is None:
         return Comparison(difference, None, UNCLEAR)
     two_se = 2 * math.hypot(se_a, se_b)
-    if difference < -two_se:
+    gain = difference if higher_is_better else -difference
+    if gain > two_se:
         return Comparison(difference, two_se, BETTER)
-    if difference > two_se:
+    if gain < -two_se:
         return Comparison(difference, two_se, WORSE)
     return Comparison(difference, two_se, UNCLEAR)
 
@@ -67,12 +69,12 @@ def compare(a: Spread, b: Spread) -> Comparison:
 _MARKS = {BETTER: "<", WORSE: ">", UNCLEAR: "~"}
 
 
-def comparison_matrix_markdown(spreads: Mapping[str, Spread]) -> str:
-    """A Markdown matrix over the named rows: "<" where the row is better (lower) than the column by
-    more than two standard errors, ">" where worse, "~" where the gap is within them."""
+def comparison_matrix_markdown(spreads: Mapping[str, Spread], higher_is_better: bool = False) -> str:
+    """A Markdown matrix over the named rows: "<" where the row is better than the column by more
+    than two standard errors (`compare`), ">" where worse, "~" where the gap is within them."""
     names = list(spreads)
     lines = ["| | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
     for row in names:
-        cells = ["" if row == column else _MARKS[compare(spreads[row], spreads[column]).verdict] for column in names]
+        cells = ["" if row == column else _MARKS[compare(spreads[row], spreads[column], higher_is_better).verdict] for column in names]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -32,6 +32,7 @@ from transformers import PreTrainedTokenizerBase
 
 from quantgpt.tasks.errors import DataError
 from quantgpt.tasks.jsonl import read_json_lines
+from quantgpt.tasks.language_modeling import TESTBED_SPLITS, TESTBED_TRAIN_FRACTION
 from quantgpt.config import ConfigError
 
 IGNORE_INDEX = -100
@@ -207,15 +208,23 @@ def load_personachat(
     num_candidates: int = NUM_CANDIDATES,
     seed: int = 0,
 ) -> list[PersonaChatExample]:
-    """Persona-Chat examples of one split ("train", "valid"/"validation", "test").
+    """Persona-Chat examples of one split ("train", "valid"/"validation", "test", or the CPU
+    testbed's "testbed-train" / "testbed-select": the first 90% / last 10% of the validation
+    dialogues, whole dialogues on each side, candidates as drawn for the validation split).
 
     data_dir (e.g. ../shared/data): reads `persona-chat/personachat_self_original.json` when
     present (official candidates), else `persona-chat/<split>.jsonl` + `.metadata.jsonl` (seeded
     distractors). data_dir=None: the hub copy of the conv-ai JSON (train and validation only).
     """
     split = "valid" if split == "validation" else split
-    if split not in ("train", "valid", "test"):
-        raise ConfigError(f"split={split!r} is unknown; allowed: train, valid, test")
+    allowed = ("train", "valid", "test", *TESTBED_SPLITS)
+    if split not in allowed:
+        raise ConfigError(f"split={split!r} is unknown; allowed: {', '.join(allowed)}")
+    if split in TESTBED_SPLITS:
+        examples = load_personachat("valid", data_dir, num_candidates, seed)
+        dialogues = list(dict.fromkeys(example.dialogue_id for example in examples))
+        held_out = set(dialogues[int(len(dialogues) * TESTBED_TRAIN_FRACTION):])
+        return [example for example in examples if (example.dialogue_id in held_out) == (split == "testbed-select")]
     if data_dir is None:
         from datasets import load_dataset
 

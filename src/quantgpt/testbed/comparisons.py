@@ -1,7 +1,7 @@
 """Which of the testbed's rows beats which, over QAT seeds, and what that says of the paper's claims.
 
-A row is better than another only when its mean test perplexity is lower by more than twice the
-standard error of the difference (`quantgpt.report.significance`); the paper's orderings at 2-2-8
+A row is better than another only when its mean test score is better (perplexity lower, hits@1
+higher) by more than twice the standard error of the difference (`quantgpt.report.significance`); the paper's orderings at 2-2-8
 (`CLAIMS`) are each confirmed, contradicted, or left undecided by that rule.
 """
 
@@ -36,15 +36,15 @@ def grouped(results: Sequence[Any]) -> dict[tuple[str, str], list[Any]]:
 
 
 def spreads(results: Sequence[Any], bits: str, test: str) -> dict[str, Spread]:
-    """Each variant's perplexity on `test` at `bits` over its seeds (exact for an untrained one)."""
+    """Each variant's score on `test` at `bits` over its seeds (exact for an untrained one)."""
     return {
-        name: Spread.of([r.perplexity[test] for r in group], deterministic=not variant(name).trained)
+        name: Spread.of([r.scores[test] for r in group], deterministic=not variant(name).trained)
         for (name, group_bits), group in grouped(results).items()
         if group_bits == bits
     }
 
 
-def claim_verdicts(results: Sequence[Any], test_sets: Sequence[str]) -> list[dict[str, Any]]:
+def claim_verdicts(results: Sequence[Any], test_sets: Sequence[str], higher_is_better: bool = False) -> list[dict[str, Any]]:
     """Each claim whose two rows ran at 2-2-8: on each test set, "confirmed" (the first row is better
     by more than 2 SE), "contradicted" (worse by more) or "cannot tell", with the difference of the
     means and its 2 SE (None when a row has one seed)."""
@@ -55,7 +55,7 @@ def claim_verdicts(results: Sequence[Any], test_sets: Sequence[str]) -> list[dic
             continue
         tests = {}
         for test, rows in by_test_set.items():
-            outcome = compare(rows[better], rows[worse])
+            outcome = compare(rows[better], rows[worse], higher_is_better)
             tests[test] = {"verdict": _VERDICTS[outcome.verdict], "difference": outcome.difference, "two_se": outcome.two_se}
         verdicts.append({"claim": claim, "better": better, "worse": worse, "tests": tests})
     return verdicts
@@ -70,19 +70,21 @@ def _claim_line(item: dict[str, Any]) -> str:
 
 
 def comparisons_markdown(
-    results: Sequence[Any], bits: Sequence[str], test_sets: Sequence[str], seeds: int, verdicts: list[dict[str, Any]]
+    results: Sequence[Any], bits: Sequence[str], test_sets: Sequence[str], seeds: int, verdicts: list[dict[str, Any]],
+    higher_is_better: bool = False,
 ) -> str:
     """The table's closing sections: a which-beats-which matrix per bit width and test set, then
     the paper's claims."""
     text = (
-        f"\n## Which row beats which\n\nTrained rows over {seeds} QAT seed(s): \"<\" where the row's mean test perplexity is "
-        "lower than the column's by more than twice the standard error of the difference, \">\" where higher, \"~\" "
+        f"\n## Which row beats which\n\nTrained rows over {seeds} QAT seed(s): \"<\" where the row's mean test "
+        + ("hits@1 is higher" if higher_is_better else "perplexity is lower")
+        + " than the column's by more than twice the standard error of the difference, \">\" where worse by as much, \"~\" "
         "where within (or where one seed leaves the spread unknown). The untrained rows are exact (no randomness). "
         "With 3 seeds a row, 2 SE is a rough guide, not a test.\n"
     )
     for width in bits:
         for test in test_sets:
-            text += f"\n{width}, {DATASET_NAMES.get(test, test)} test:\n\n{comparison_matrix_markdown(spreads(results, width, test))}"
+            text += f"\n{width}, {DATASET_NAMES.get(test, test)} test:\n\n{comparison_matrix_markdown(spreads(results, width, test), higher_is_better)}"
     if verdicts:
         text += f"\n## The paper's claims at {CLAIM_BITS}\n\n" + "\n".join(map(_claim_line, verdicts)) + "\n"
     return text

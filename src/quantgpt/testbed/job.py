@@ -1,7 +1,7 @@
-"""The testbed's job: get the teacher, quantize it with each method (or variant, variants.py) at
-each bit width and QAT seed, evaluate on the test sets, write Table 1 (means and standard
-deviations over seeds, which row beats which by two standard errors, the paper's claims checked)
-and the figures. `quantgpt run` (the main job at 2-2-8) and `benchmarks/table1.py` (the whole
+"""The testbed's job: get the teacher of its task (tasks.py: language modelling or Persona-Chat),
+quantize it with each method (or variant, variants.py) at each bit width and QAT seed, evaluate on
+the test sets, write Table 1 (means and standard deviations over seeds, which row beats which by
+two standard errors, the paper's claims checked) and the figures (language modelling). `quantgpt run` (the main job at 2-2-8) and `benchmarks/table1.py` (the whole
 grid, a peer library, step times) both run this.
 
 Everything trains through the one training loop (`quantgpt.api`, `quantgpt.training.train`);
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig
 
 from .. import api
 from ..config import BitWidths, QuantConfig
@@ -31,36 +31,37 @@ from ..report.significance import Spread
 from ..jsonio import dumps_json
 from ..size import model_size
 from ..training.checkpoints import write_json_atomic
-from ..tasks.language_modeling import LM_CORPORA
 from ..training import ObjectiveConfig, TrainingConfig
 from .comparisons import claim_verdicts, comparisons_markdown, grouped
 from .measure import measure, seconds_per_step
 from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available
 from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, QATRecipe, TeacherRecipe
-from .teacher import SELECT_SPLIT, Teacher, get_teacher, lm_task, teacher_evaluation
+from .dialogue import eval_examples
+from .tasks import TESTBED_TASKS, TestbedTask
+from .teacher import SELECT_SPLIT, Teacher, teacher_evaluation
 from .variants import Variant, variant, variant_names
 from ..config import ConfigError
 from ..settings import setting, validate
-from ..validators import instance_of, integer, some_of, strings
+from ..validators import instance_of, integer, one_of, some_of, strings
 
 Log = Callable[[str], None]
 PAPER_METHODS = ("quantgpt", "pact", "lsq", "laq")
 # The main job's rows: quantization without training, the paper's four methods, PACT at its best.
 DEFAULT_METHODS = ("rtn-untrained", "quantgpt-untrained", "quantgpt", "pact", "pact-weights", "lsq", "laq")
-TEST_SETS = ("wikitext-2", "ptb")
+TEST_SETS = TESTBED_TASKS["lm"].test_sets
 TEST_SPLIT = "test"
 REFERENCE = "fp-distill"
 # A finished run's result, kept in its run directory so that a rerun with the same settings reuses it.
 RESULT_FILE = "testbed_result.json"
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class TestbedJob:
     """What to run: `methods` (registered methods or variants, variants.py) x `bits` quantized from
-    the teacher of `teacher`, each trained by `qat` with `seeds` QAT seeds (the recipe's seed and
-    the next ones; an untrained variant runs once), evaluated on the test split of each of
-    `test_sets`; `peers` adds other libraries' quantizers (see peers.py) at the same bit widths;
+    the teacher of `teacher` for `task` (tasks.py), each trained by `qat` with `seeds` QAT seeds
+    (the recipe's seed and the next ones; an untrained variant runs once), evaluated on the test
+    split of each of `test_sets` (empty: the task's); `peers` adds other libraries' quantizers (see peers.py) at the same bit widths;
     `reference_steps` > 0 also runs that many steps of plain full-precision logit distillation, the
     reference of the step-time ratios."""
 
@@ -68,7 +69,8 @@ class TestbedJob:
     qat: QATRecipe = setting(DEFAULT_QAT, instance_of(QATRecipe), cli=False)
     methods: tuple[str, ...] = setting(DEFAULT_METHODS, some_of(variant_names), "methods: registered weight quantizers or variants")
     bits: tuple[str, ...] = setting(("2-2-8",), strings(), "W-E-A bit widths")
-    test_sets: tuple[str, ...] = setting(TEST_SETS, some_of(LM_CORPORA), "test sets")
+    task: str = setting("lm", one_of(tuple(TESTBED_TASKS)), "testbed task: lm (WikiText-2, PTB) or personachat (hits@1)")
+    test_sets: tuple[str, ...] = setting((), strings(), "test sets (default: the task's; lm: wikitext-2 ptb)")
     peers: tuple[str, ...] = setting((), some_of(PEERS), "other libraries' quantizers")
     reference_steps: int = setting(0, integer(0), "steps of full-precision distillation timed as reference")
     seeds: int = setting(1, integer(1), "QAT seeds of each trained method: the QAT recipe's seed and the next ones")
@@ -77,13 +79,23 @@ class TestbedJob:
     def __post_init__(self) -> None:
         validate(self)
         object.__setattr__(self, "bits", tuple(str(BitWidths.parse(b)) for b in self.bits))
+        allowed = self.testbed_task.allowed_test_sets
+        object.__setattr__(self, "test_sets", self.test_sets or self.testbed_task.test_sets)
+        unknown = [name for name in self.test_sets if name not in allowed]
+        if unknown:
+            raise ConfigError(f"TestbedJob.test_sets: {', '.join(unknown)} not a test set of task {self.task}; allowed: {', '.join(allowed)}")
         if "torchao" in self.peers and not torchao_available():
             raise ConfigError(f"TestbedJob.peers: 'torchao' is not installed: pip install {TORCHAO_REQUIREMENT}")
         if not self.methods and not self.peers:
             raise ConfigError("TestbedJob.methods: name at least one method or peer")
 
+    @property
+    def testbed_task(self) -> TestbedTask:
+        return TESTBED_TASKS[self.task]
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "task": self.task,
             "teacher": self.teacher.to_dict(),
             "qat": self.qat.to_dict(),
             "methods": list(self.methods),
@@ -107,13 +119,13 @@ class TestbedJob:
 @dataclass
 class MethodResult:
     """One quantized model: its variant, QAT seed (None untrained), run directory (None untrained),
-    selection and test perplexities, costs."""
+    the task's metric on the selection split and on each test set, costs."""
 
     method: str
     bits: str
     run_dir: Path | None
-    select_perplexity: float
-    perplexity: dict[str, float]
+    select_score: float
+    scores: dict[str, float]
     wall_seconds: float
     peak_rss_mib: float
     seconds_per_step: float | None
@@ -122,12 +134,12 @@ class MethodResult:
 
 @dataclass
 class TestbedResult:
-    """What `run_testbed` did: the teacher and its test perplexities, one result per quantized model,
+    """What `run_testbed` did: the teacher and its test scores, one result per quantized model,
     the step-time reference (when run), the table's path, the figures by bit width."""
 
     __test__ = False
     teacher: Teacher
-    teacher_perplexity: dict[str, float]
+    teacher_scores: dict[str, float]
     results: list[MethodResult]
     reference: MethodResult | None
     table: Path
@@ -173,21 +185,34 @@ def _quantgpt_objective_text(qat: QATRecipe) -> str:
     return f"QuantGPT: logit distillation + {qat.contrastive_weight:g} x token contrastive loss ({qat.num_negatives} negatives)"
 
 
-def _test_perplexities(job: TestbedJob, teacher: Teacher, data_dir: str | Path, evaluate: Callable[[Any], dict]) -> dict[str, float]:
-    return {name: evaluate(lm_task(teacher.tokenizer_dir, job.teacher, data_dir, name))["perplexity"] for name in job.test_sets}
+def _task(job: TestbedJob, teacher: Teacher, data_dir: str | Path, test_set: str | None = None):
+    """The task a run trains on (and is selected with), or the one of `test_set`."""
+    testbed_task = job.testbed_task
+    return testbed_task.make_task(teacher.tokenizer_dir, job.teacher, data_dir, test_set or testbed_task.test_sets[0])
 
 
-def _method_result(method: str, bits: str, run_dir: Path, measured, tokens_per_step: int, perplexity: dict, seed=None) -> MethodResult:
+def _test_scores(job: TestbedJob, teacher: Teacher, data_dir: str | Path, evaluate: Callable[[Any], dict]) -> dict[str, float]:
+    return {name: evaluate(_task(job, teacher, data_dir, name))[job.testbed_task.metric] for name in job.test_sets}
+
+
+def _tokens_per_step(job: TestbedJob) -> int | None:
+    """Tokens of a language-modelling step (its blocks are full); None for Persona-Chat, whose
+    sequences vary, so its rows have no step time."""
+    return job.qat.batch_size * job.teacher.block_size if job.task == "lm" else None
+
+
+def _method_result(job: TestbedJob, method: str, bits: str, run_dir: Path, measured, scores: dict, seed=None) -> MethodResult:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    tokens_per_step = _tokens_per_step(job)
     return MethodResult(
         method=method,
         bits=bits,
         run_dir=run_dir,
-        select_perplexity=measured.value.best["perplexity"],
-        perplexity=perplexity,
+        select_score=measured.value.best[job.testbed_task.metric],
+        scores=scores,
         wall_seconds=round(measured.wall_seconds, 1),
         peak_rss_mib=round(measured.peak_rss_mib, 1),
-        seconds_per_step=seconds_per_step(records, tokens_per_step),
+        seconds_per_step=None if tokens_per_step is None else seconds_per_step(records, tokens_per_step),
         seed=seed,
     )
 
@@ -199,7 +224,7 @@ def _quantization(chosen: Variant, bits: str) -> QuantConfig:
 def _run_settings(job: TestbedJob, teacher: Teacher, name: str, bits: str, qat: QATRecipe) -> dict[str, Any]:
     """Everything a finished run's result depends on: equal settings, equal result."""
     return {
-        "variant": name, "bits": bits, "teacher": teacher.summary["key"], "qat": qat.to_dict(), "test_sets": list(job.test_sets),
+        "task": job.task, "variant": name, "bits": bits, "teacher": teacher.summary["key"], "qat": qat.to_dict(), "test_sets": list(job.test_sets),
         "quantization": _quantization(variant(name), bits).to_dict(), "format": RESULT_FORMAT,
     }
 
@@ -226,15 +251,15 @@ def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, prog
     reused = _reused(run_dir, settings)
     if reused is not None:
         return reused
-    task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
+    task = _task(job, teacher, data_dir)
     config = _training_config(qat, chosen.method, _fresh(run_dir), qat.steps, progress)
     objective = _objective(chosen.method, qat, chosen.contrastive)
     measured = measure(
         lambda: api.quantize(task, config, teacher.model_dir, _quantization(chosen, bits), objective, record={"variant": name})
     )
     best = run_dir / "best"
-    perplexity = _test_perplexities(job, teacher, data_dir, lambda t: api.evaluate(best, t, TEST_SPLIT))
-    result = _method_result(name, bits, run_dir, measured, qat.batch_size * job.teacher.block_size, perplexity, seed)
+    scores = _test_scores(job, teacher, data_dir, lambda t: api.evaluate(best, t, TEST_SPLIT))
+    result = _method_result(job, name, bits, run_dir, measured, scores, seed)
     saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
     write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})  # last: the run is finished
     return result
@@ -245,25 +270,27 @@ def evaluate_untrained(job, teacher, name, bits, data_dir) -> MethodResult:
     testbed-select and the test sets without a step of training (the paper's Figure 1 regime)."""
     chosen = variant(name)
 
+    metric = job.testbed_task.metric
+
     def run() -> dict[str, float]:
-        student = api.prepare(AutoModelForCausalLM.from_pretrained(str(teacher.model_dir)), _quantization(chosen, bits))
-        select = api.evaluate(student, lm_task(teacher.tokenizer_dir, job.teacher, data_dir), SELECT_SPLIT)["perplexity"]
-        return {SELECT_SPLIT: select, **_test_perplexities(job, teacher, data_dir, lambda t: api.evaluate(student, t, TEST_SPLIT))}
+        student = api.prepare(job.testbed_task.model_class.from_pretrained(str(teacher.model_dir)), _quantization(chosen, bits))
+        select = api.evaluate(student, _task(job, teacher, data_dir), SELECT_SPLIT)[metric]
+        return {SELECT_SPLIT: select, **_test_scores(job, teacher, data_dir, lambda t: api.evaluate(student, t, TEST_SPLIT))}
 
     measured = measure(run)
-    perplexity = dict(measured.value)
-    select = perplexity.pop(SELECT_SPLIT)
-    return MethodResult(name, bits, None, select, perplexity, round(measured.wall_seconds, 1), round(measured.peak_rss_mib, 1), None)
+    scores = dict(measured.value)
+    select = scores.pop(SELECT_SPLIT)
+    return MethodResult(name, bits, None, select, scores, round(measured.wall_seconds, 1), round(measured.peak_rss_mib, 1), None)
 
 
 def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> MethodResult:
     """`job.reference_steps` steps of logit distillation (`api.distill`) into an unquantized copy of
     the teacher: the step time every method is compared with (no test-set evaluation)."""
-    task = lm_task(teacher.tokenizer_dir, job.teacher, data_dir)
-    teacher_model = AutoModelForCausalLM.from_pretrained(str(teacher.model_dir))
+    task = _task(job, teacher, data_dir)
+    teacher_model = job.testbed_task.model_class.from_pretrained(str(teacher.model_dir))
     config = _training_config(job.qat, REFERENCE, _fresh(run_dir), job.reference_steps, progress)
     measured = measure(lambda: api.distill(task, config, copy.deepcopy(teacher_model), teacher_model, _objective(REFERENCE, job.qat)))
-    return _method_result(REFERENCE, "-", run_dir, measured, job.qat.batch_size * job.teacher.block_size, {})
+    return _method_result(job, REFERENCE, "-", run_dir, measured, {})
 
 
 def _mean(values) -> float | None:
@@ -271,15 +298,15 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _rows(job: TestbedJob, teacher_model_config, teacher_perplexity, results, reference) -> list[ResultRow]:
+def _rows(job: TestbedJob, teacher_model_config, teacher_scores, results, reference) -> list[ResultRow]:
     """Full precision, then one row per (variant, bits): means over its seeds, with their sd."""
     fp_size = model_size(teacher_model_config, "8-8-8").fp32_mib
-    rows = [ResultRow(FULL_PRECISION, None, fp_size, teacher_perplexity)]
+    rows = [ResultRow(FULL_PRECISION, None, fp_size, teacher_scores)]
     reference_step = reference.seconds_per_step if reference else None
     for (name, bits), group in grouped(results).items():
-        spreads = {test: Spread.of([r.perplexity[test] for r in group]) for test in group[0].perplexity}
+        spreads = {test: Spread.of([r.scores[test] for r in group]) for test in group[0].scores}
         extra = {
-            "select_ppl": _mean(r.select_perplexity for r in group),
+            "select_score": _mean(r.select_score for r in group),
             "wall_s": _mean(r.wall_seconds for r in group) if variant(name).trained else None,  # no QAT, no QAT time
             "peak_rss_mib": max(r.peak_rss_mib for r in group),
         }
@@ -327,9 +354,12 @@ def run_testbed(
         log(f"[{next(counter)}/{total}] {text}  (elapsed {time.perf_counter() - started:.0f} s)")
 
     stage("teacher")
-    teacher = get_teacher(job.teacher, cache_root, data_dir, progress, log, pretrained_root=pretrained_root)
-    teacher_perplexity = {name: teacher_evaluation(teacher, job.teacher, name, TEST_SPLIT, data_dir)["perplexity"] for name in job.test_sets}
-    log("teacher: " + ", ".join(f"{name} test perplexity {value:.2f}" for name, value in teacher_perplexity.items()))
+    testbed_task = job.testbed_task
+    teacher = testbed_task.get_teacher(job.teacher, cache_root, data_dir, progress, log, pretrained_root=pretrained_root)
+    teacher_scores = {
+        name: teacher_evaluation(teacher, _task(job, teacher, data_dir, name), name, TEST_SPLIT)[testbed_task.metric] for name in job.test_sets
+    }
+    log("teacher: " + ", ".join(f"{name} test {testbed_task.metric} {value:.2f}" for name, value in teacher_scores.items()))
 
     reference = None
     if job.reference_steps:
@@ -347,17 +377,18 @@ def run_testbed(
         results.append(result)
         log(
             f"{name} {bits}" + ("" if seed is None else f" seed {seed}") + ": "
-            + ", ".join(f"{test} {value:.2f} ({value / teacher_perplexity[test]:.3f}x FP)" for test, value in result.perplexity.items())
+            + ", ".join(f"{test} {value:.2f} (FP {teacher_scores[test]:.2f})" for test, value in result.scores.items())
             + f"; {result.wall_seconds:.0f} s"
         )
 
     stage("table and figures")
-    rows = _rows(job, AutoModelForCausalLM.from_pretrained(str(teacher.model_dir)).config, teacher_perplexity, results, reference)
-    extra_columns = {"select_ppl": f"{SELECT_SPLIT} PPL", "wall_s": "QAT wall (s)", "peak_rss_mib": "peak RSS (MiB)"}
+    rows = _rows(job, AutoConfig.from_pretrained(str(teacher.model_dir)), teacher_scores, results, reference)
+    label = testbed_task.metric_label
+    extra_columns = {"select_score": f"{SELECT_SPLIT} {label}", "wall_s": "QAT wall (s)", "peak_rss_mib": "peak RSS (MiB)"}
     if reference is not None:
         extra_columns["step_time_ratio"] = "step time / FP distill"
-    verdicts = claim_verdicts(results, job.test_sets)
-    comparisons = comparisons_markdown(results, job.bits, job.test_sets, job.seeds, verdicts)
+    verdicts = claim_verdicts(results, job.test_sets, testbed_task.higher_is_better)
+    comparisons = comparisons_markdown(results, job.bits, job.test_sets, job.seeds, verdicts, testbed_task.higher_is_better)
     notes = _notes(job, teacher, reference) + comparisons
     table, _ = write_table1(
         rows,
@@ -366,26 +397,27 @@ def run_testbed(
         command,
         notes=notes,
         extra_columns=extra_columns,
+        metric=label,
         job=job.to_dict(),
         teacher=teacher.summary,
         teacher_dir=str(teacher.model_dir),
         reference=None if reference is None else {"seconds_per_step": reference.seconds_per_step, "peak_rss_mib": reference.peak_rss_mib},
         seconds_per_step={f"{r.method} {r.bits}" + ("" if r.seed is None else f" seed {r.seed}"): r.seconds_per_step for r in results},
-        runs=[{"method": r.method, "bits": r.bits, "seed": r.seed, "perplexity": r.perplexity, "select_perplexity": r.select_perplexity,
+        runs=[{"method": r.method, "bits": r.bits, "seed": r.seed, "scores": r.scores, "select_score": r.select_score,
                "run_dir": None if r.run_dir is None else str(r.run_dir)} for r in results],
         claims=verdicts,
     )
     drawn: dict[str, dict[str, Path]] = {}
-    if figures:
+    if figures and job.task == "lm":  # the figures read WikiText-2 (Figure 3) and causal-LM runs
         for bits in job.bits:
             quantized = [r.run_dir for r in results if r.bits == bits and r.seed == job.qat.seed]
             if quantized:
                 drawn[bits] = write_report(teacher.run_dirs + quantized, figures_dir / bits, teacher=teacher.model_dir, data_dir=data_dir)
         if drawn:
             _write_figure_index(figures_dir, drawn, command)
-    log("\n" + table1_markdown(rows, extra_columns) + comparisons)
+    log("\n" + table1_markdown(rows, extra_columns, label) + comparisons)
     log(f"table: {table}; figures: {figures_dir}; total {time.perf_counter() - started:.0f} s")
-    return TestbedResult(teacher, teacher_perplexity, results, reference, table, drawn, time.perf_counter() - started)
+    return TestbedResult(teacher, teacher_scores, results, reference, table, drawn, time.perf_counter() - started)
 
 
 FIGURE_TITLES = {
@@ -410,17 +442,40 @@ def _write_figure_index(figures_dir: Path, drawn: dict[str, dict[str, Path]], co
 _ARCHITECTURE_NAMES = {"gpt2": "GPT-2", "llama": "Llama", "qwen2": "Qwen2", "opt": "OPT"}
 
 
-def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) -> str:
+def _teacher_notes(job: TestbedJob, teacher: Teacher) -> list[str]:
+    """The teacher and the protocol of the job's task."""
     recipe = job.teacher
     stages = ", ".join(f"{s['name']} {s['steps']} steps (best at {s['best_step']}, {s['wall_seconds']:.0f} s)" for s in teacher.summary["stages"])
+    model = (f"{_ARCHITECTURE_NAMES[recipe.architecture]} {recipe.n_layer} layers, width {recipe.n_embd}, "
+             f"{recipe.vocab_size}-token byte-level BPE")
+    if job.task == "lm":
+        return [
+            f"- Teacher: {model}, blocks of {recipe.block_size}; {stages}; {SELECT_SPLIT} perplexity {teacher.summary['select_perplexity']:.2f}.",
+            "- Protocol: WikiText-2's validation split is the training text (last 10% of its lines held out as "
+            f"{SELECT_SPLIT}), test splits for reporting (../shared/data/README.md). Perplexities are per BPE token of this "
+            "tokenizer, so only ratios to full precision compare with the paper. PTB test is evaluated with the models "
+            "trained on WikiText-2 (no PTB fine-tuning).",
+        ]
+    examples = eval_examples(recipe)
+    return [
+        f"- Teacher: the double-head {model} (plus the 5 Persona-Chat special tokens, a multiple-choice head started at random), "
+        f"sequences of at most {recipe.block_size} tokens; {stages}; {SELECT_SPLIT} hits@1 {teacher.summary['select_score']:.2f}.",
+        "- Protocol: Persona-Chat's validation dialogues are the training data (the last 10% of the dialogues held out as "
+        f"{SELECT_SPLIT}); hits@1 of 20 candidates (19 distractors drawn with a fixed seed, ../shared/data/README.md) on the "
+        f"first {examples} examples of test (and of {SELECT_SPLIT}), so one model's score has a sampling error of about "
+        f"{_binomial_se_points(0.3, examples):.1f} points at 30% hits; every row is scored on the same examples.",
+    ]
+
+
+def _binomial_se_points(rate: float, n: int) -> float:
+    return 100 * (rate * (1 - rate) / n) ** 0.5
+
+
+def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) -> str:
+    unit = "blocks" if job.task == "lm" else "dialogues (2 candidates each)"
     lines = [
-        f"- Teacher: {_ARCHITECTURE_NAMES[recipe.architecture]} {recipe.n_layer} layers, width {recipe.n_embd}, {recipe.vocab_size}-token byte-level BPE, "
-        f"blocks of {recipe.block_size}; {stages}; {SELECT_SPLIT} perplexity {teacher.summary['select_perplexity']:.2f}.",
-        "- Protocol: WikiText-2's validation split is the training text (last 10% of its lines held out as "
-        f"{SELECT_SPLIT}), test splits for reporting (../shared/data/README.md). Perplexities are per BPE token of this "
-        "tokenizer, so only ratios to full precision compare with the paper. PTB test is evaluated with the models "
-        "trained on WikiText-2 (no PTB fine-tuning).",
-        f"- QAT: {job.qat.steps} steps of {job.qat.batch_size} blocks, lr {job.qat.learning_rate:g}, quantizer lr "
+        *_teacher_notes(job, teacher),
+        f"- QAT: {job.qat.steps} steps of {job.qat.batch_size} {unit}, lr {job.qat.learning_rate:g}, quantizer lr "
         f"{job.qat.quantizer_learning_rate:g}"
         + "".join(f" ({m}: {r:g})" for m, r in job.qat.method_quantizer_learning_rates.items())
         + f", linear decay to 0, best of every {job.qat.eval_every} steps on {SELECT_SPLIT}; "

@@ -45,15 +45,15 @@ def stage_config(recipe: TeacherRecipe, run_dir: Path, steps: int, learning_rate
     )
 
 
-def stage_summary(name: str, folder: Path, run_dir: Path, result: Any, seconds: float) -> dict[str, Any]:
+def stage_summary(name: str, folder: Path, run_dir: Path, result: Any, seconds: float, metric: str = "perplexity") -> dict[str, Any]:
     """A stage's entry in the summary: its run directory (relative to `folder`), steps, best step,
-    perplexities on the selection split and wall time."""
+    the task's `metric` on the selection split (best and final) and wall time."""
     return {
         "name": name,
         "run_dir": str(run_dir.relative_to(folder)),
         "steps": result.steps,
         "best_step": result.best_step,
-        "select_perplexity": result.best["perplexity"],
-        "final_select_perplexity": result.final["perplexity"],
+        f"select_{metric}": result.best[metric],
+        f"final_select_{metric}": result.final[metric],
         "wall_seconds": round(seconds, 1),
     }

@@ -148,12 +148,13 @@ def get_teacher(
     return Teacher(folder, summary, cached=False)
 
 
-def teacher_evaluation(teacher: Teacher, recipe: TeacherRecipe, dataset: str, split: str, data_dir: str | Path) -> dict[str, Any]:
-    """The teacher's metrics on `dataset`/`split`, computed once and kept in evaluations.json."""
+def teacher_evaluation(teacher: Teacher, task: Any, test_set: str, split: str) -> dict[str, Any]:
+    """The teacher's metrics on `split` of `task` (the one of `test_set`), computed once and kept
+    in evaluations.json."""
     file = teacher.folder / EVALUATIONS
     evaluations = json.loads(file.read_text()) if file.is_file() else {}
-    key = f"{dataset}:{split}"
+    key = f"{test_set}:{split}"
     if key not in evaluations:
-        evaluations[key] = api.evaluate(teacher.model_dir, lm_task(teacher.tokenizer_dir, recipe, data_dir, dataset), split)
+        evaluations[key] = api.evaluate(teacher.model_dir, task, split)
         write_json_atomic(file, evaluations)
     return evaluations[key]
