@@ -1,8 +1,9 @@
 """The testbed's job: get the teacher of its task (tasks.py: language modelling or Persona-Chat),
 quantize it with each method (or variant, variants.py) at each bit width and QAT seed, evaluate on
 the test sets, write Table 1 (means and standard deviations over seeds, which row beats which by
-two standard errors, the paper's claims checked) and the figures (language modelling). `quantgpt run` (the main job at 2-2-8) and `benchmarks/table1.py` (the whole
-grid, a peer library, step times) both run this.
+two standard errors, the paper's claims checked) and the figures (language modelling).
+`quantgpt run` (the main job at 2-2-8) and `benchmarks/table1.py` (the whole grid, a peer library,
+step times) both run this.
 
 Everything trains through the one training loop (`quantgpt.api`, `quantgpt.training.train`);
 this module only decides what runs, in which order, and collects the numbers.
@@ -61,8 +62,8 @@ class TestbedJob:
     """What to run: `methods` (registered methods or variants, variants.py) x `bits` quantized from
     the teacher of `teacher` for `task` (tasks.py), each trained by `qat` with `seeds` QAT seeds
     (the recipe's seed and the next ones; an untrained variant runs once), evaluated on the test
-    split of each of `test_sets` (empty: the task's); `peers` adds other libraries' quantizers (see peers.py) at the same bit widths;
-    `reference_steps` > 0 also runs that many steps of plain full-precision logit distillation, the
+    split of each of `test_sets` (empty: the task's); `peers` adds other libraries' quantizers
+    (see peers.py) at the same bit widths; `reference_steps` > 0 also runs that many steps of plain full-precision logit distillation, the
     reference of the step-time ratios."""
 
     teacher: TeacherRecipe = setting(DEFAULT_TEACHER, instance_of(TeacherRecipe), cli=False)
@@ -83,7 +84,10 @@ class TestbedJob:
         object.__setattr__(self, "test_sets", self.test_sets or self.testbed_task.test_sets)
         unknown = [name for name in self.test_sets if name not in allowed]
         if unknown:
-            raise ConfigError(f"TestbedJob.test_sets: {', '.join(unknown)} not a test set of task {self.task}; allowed: {', '.join(allowed)}")
+            raise ConfigError(
+                f"TestbedJob.test_sets: {', '.join(map(repr, unknown))} is not a test set of task {self.task!r}; "
+                f"allowed: {', '.join(allowed)}"
+            )
         if "torchao" in self.peers and not torchao_available():
             raise ConfigError(f"TestbedJob.peers: 'torchao' is not installed: pip install {TORCHAO_REQUIREMENT}")
         if not self.methods and not self.peers:
@@ -224,7 +228,8 @@ def _quantization(chosen: Variant, bits: str) -> QuantConfig:
 def _run_settings(job: TestbedJob, teacher: Teacher, name: str, bits: str, qat: QATRecipe) -> dict[str, Any]:
     """Everything a finished run's result depends on: equal settings, equal result."""
     return {
-        "task": job.task, "variant": name, "bits": bits, "teacher": teacher.summary["key"], "qat": qat.to_dict(), "test_sets": list(job.test_sets),
+        "task": job.task, "variant": name, "bits": bits, "teacher": teacher.summary["key"], "qat": qat.to_dict(),
+        "test_sets": list(job.test_sets),
         "quantization": _quantization(variant(name), bits).to_dict(), "format": RESULT_FORMAT,
     }
 
@@ -269,7 +274,6 @@ def evaluate_untrained(job, teacher, name, bits, data_dir) -> MethodResult:
     """An untrained variant: the teacher's student as `api.prepare` makes it, evaluated on
     testbed-select and the test sets without a step of training (the paper's Figure 1 regime)."""
     chosen = variant(name)
-
     metric = job.testbed_task.metric
 
     def run() -> dict[str, float]:
