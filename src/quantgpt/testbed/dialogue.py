@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +27,7 @@ from ..training.checkpoints import write_json_atomic
 from .pretrained import get_pretrained
 from .recipe import TeacherRecipe
 from .stages import SELECT_SPLIT, TRAIN_SPLIT, stage_config, stage_summary
-from .teacher import TEACHER_SUMMARY, Teacher
+from .teacher import TEACHER_SUMMARY, Teacher, cached_teacher
 from .tokenizer import save_tokenizer
 
 DIALOGUE_TASK = "personachat"
@@ -100,14 +98,9 @@ def get_dialogue_teacher(
     if not recipe.pretrain_steps:
         raise ConfigError("the Persona-Chat testbed fine-tunes the pretrained checkpoint: use a recipe that pretrains (not --recipe scratch)")
     folder = (Path(cache_root) / f"dialogue-teacher-{dialogue_key(recipe)}").resolve()
-    summary_file = folder / TEACHER_SUMMARY
-    if summary_file.is_file():
-        summary = json.loads(summary_file.read_text())
-        log(f"dialogue teacher {folder.name}: cached ({SELECT_SPLIT} hits@1 {summary['select_score']:.2f})")
-        return Teacher(folder, summary, cached=True)
-    if folder.exists():
-        log(f"dialogue teacher {folder.name}: removing an interrupted build")
-        shutil.rmtree(folder)
+    cached = cached_teacher(folder, log, lambda summary: f"{SELECT_SPLIT} hits@1 {summary['select_score']:.2f}")
+    if cached is not None:
+        return cached
     pretrained = get_pretrained(recipe, cache_root, pretrained_root, data_dir, progress, log)
     folder.mkdir(parents=True)
     started = time.perf_counter()
@@ -130,5 +123,5 @@ def get_dialogue_teacher(
         "wall_seconds": round(time.perf_counter() - started, 1),
         "pretrained": {"folder": str(pretrained.folder), "source": pretrained.source, "pretrain_key": recipe.pretrain_key()},
     }
-    write_json_atomic(summary_file, summary)
+    write_json_atomic(folder / TEACHER_SUMMARY, summary)
     return Teacher(folder, summary, cached=False)

@@ -461,13 +461,15 @@ def _teacher_notes(job: TestbedJob, teacher: Teacher) -> list[str]:
             "trained on WikiText-2 (no PTB fine-tuning).",
         ]
     examples = eval_examples(recipe)
+    rate = teacher.summary["select_score"] / 100  # the teacher's own hit rate, not a guess
     return [
         f"- Teacher: the double-head {model} (plus the 5 Persona-Chat special tokens, a multiple-choice head started at random), "
         f"sequences of at most {recipe.block_size} tokens; {stages}; {SELECT_SPLIT} hits@1 {teacher.summary['select_score']:.2f}.",
         "- Protocol: Persona-Chat's validation dialogues are the training data (the last 10% of the dialogues held out as "
         f"{SELECT_SPLIT}); hits@1 of 20 candidates (19 distractors drawn with a fixed seed, ../shared/data/README.md) on the "
         f"first {examples} examples of test (and of {SELECT_SPLIT}), so one model's score has a sampling error of about "
-        f"{_binomial_se_points(0.3, examples):.1f} points at 30% hits; every row is scored on the same examples.",
+        f"{_binomial_se_points(rate, examples):.1f} points at the teacher's {100 * rate:.1f}% on {SELECT_SPLIT}; "
+        "every row is scored on the same examples.",
     ]
 
 

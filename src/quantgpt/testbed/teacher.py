@@ -119,6 +119,20 @@ def train_teacher(
     return summary
 
 
+def cached_teacher(folder: Path, log: Log, describe: Callable[[dict[str, Any]], str]) -> Teacher | None:
+    """The teacher cached in `folder` (its summary file written last), logged with `describe(summary)`;
+    None when there is none. A folder without the summary is an interrupted build: it is removed."""
+    summary_file = folder / TEACHER_SUMMARY
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        log(f"{folder.name}: cached ({describe(summary)})")
+        return Teacher(folder, summary, cached=True)
+    if folder.exists():
+        log(f"{folder.name}: removing an interrupted build")
+        shutil.rmtree(folder)
+    return None
+
+
 def get_teacher(
     recipe: TeacherRecipe,
     cache_root: str | Path = "cache",
@@ -132,19 +146,14 @@ def get_teacher(
     recipe that pretrains starts from its pretrained checkpoint (`get_pretrained`): shipped in
     `pretrained_root` (a missing folder: none shipped), cached in `cache_root`, or trained now."""
     folder = teacher_folder(recipe, cache_root)
-    summary_file = folder / TEACHER_SUMMARY
-    if summary_file.is_file():
-        summary = json.loads(summary_file.read_text())
-        log(f"teacher {folder.name}: cached ({SELECT_SPLIT} perplexity {summary['select_perplexity']:.2f})")
-        return Teacher(folder, summary, cached=True)
-    if folder.exists():
-        log(f"teacher {folder.name}: removing an interrupted build")
-        shutil.rmtree(folder)
+    cached = cached_teacher(folder, log, lambda summary: f"{SELECT_SPLIT} perplexity {summary['select_perplexity']:.2f}")
+    if cached is not None:
+        return cached
     pretrained = get_pretrained(recipe, cache_root, pretrained_root, data_dir, progress, log) if recipe.pretrain_steps else None
     folder.mkdir(parents=True)
     (folder / "recipe.json").write_text(dumps_json(recipe.to_dict(), indent=2) + "\n")
     summary = train_teacher(recipe, folder, data_dir, progress, log, pretrained)
-    write_json_atomic(summary_file, summary)
+    write_json_atomic(folder / TEACHER_SUMMARY, summary)
     return Teacher(folder, summary, cached=False)
 
 
