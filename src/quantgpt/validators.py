@@ -126,9 +126,10 @@ def some_of(choices: Iterable[str] | Callable[[], Iterable[str]]) -> Check:
     )
 
 
-def instance_of(kind: type) -> Check:
-    """An instance of `kind` (e.g. a nested settings dataclass)."""
-    return Check(lambda v: isinstance(v, kind), f"a {kind.__name__}")
+def instance_of(kind: type | tuple[type, ...]) -> Check:
+    """An instance of `kind`, or of one of the types `kind` holds (e.g. a nested settings dataclass)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return Check(lambda v: isinstance(v, kinds), " or ".join(f"a {k.__name__}" for k in kinds))
 
 
 def optional(check: Check) -> Check:

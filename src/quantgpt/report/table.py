@@ -19,7 +19,8 @@ from ..quantizers import display_name
 from ..errors import UsageError
 
 FULL_PRECISION = "full precision"
-DATASET_NAMES = {"wikitext-2": "WikiText-2", "ptb": "PTB", "wikitext-103": "WikiText-103", "personachat": "Persona-Chat"}
+DATASET_NAMES = {"wikitext-2": "WikiText-2", "ptb": "PTB", "wikitext-103": "WikiText-103", "personachat": "Persona-Chat",
+                 "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
 
 
 @dataclass

@@ -21,6 +21,11 @@ IGNORE_INDEX = -100
 HUB_DATASET = "EdinburghNLP/xsum"
 RECORD_FIELDS = ("document", "summary")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+# The CPU testbed's splits of the 1,000 local XSum pairs (../shared/data/xsum/test-1000.jsonl, in
+# file order): fine-tuning on the first 85%, model selection on the next 5% (together the 900 pairs
+# the model learns from), ROUGE on the last 10% (100 pairs).
+TESTBED_SOURCE = "test-1000"
+TESTBED_SLICES = {"testbed-train": (0.0, 0.85), "testbed-select": (0.85, 0.9), "testbed-test": (0.9, 1.0)}
 
 
 def load_xsum_jsonl(path: str | Path) -> Dataset:
@@ -40,8 +45,14 @@ def load_xsum(split: str = "test", data_dir: str | Path | None = None) -> Datase
     """One split of XSum as a Dataset with columns "document", "summary" (and "id" where given).
 
     data_dir (e.g. ../shared/data): reads `xsum/<split>.jsonl`, so local splits are named by file
-    ("sample", "test-1000"). data_dir=None: the hub's EdinburghNLP/xsum ("train", "validation", "test").
+    ("sample", "test-1000"), or the CPU testbed's slices of test-1000 ("testbed-train",
+    "testbed-select", "testbed-test": `TESTBED_SLICES`). data_dir=None: the hub's EdinburghNLP/xsum
+    ("train", "validation", "test").
     """
+    if data_dir is not None and split in TESTBED_SLICES:
+        records = load_xsum(TESTBED_SOURCE, data_dir)
+        start, end = (round(fraction * len(records)) for fraction in TESTBED_SLICES[split])
+        return records.select(range(start, end))
     if data_dir is None:
         from datasets import load_dataset
 

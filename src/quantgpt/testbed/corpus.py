@@ -36,6 +36,20 @@ def load_pretraining_lines(data_dir: str | Path, max_lines: int | None = None) -
     return lines
 
 
+def corpus_prefix(tokenizer, data_dir: str | Path, max_tokens: int | None) -> list[str]:
+    """The corpus's lines (all when `max_tokens` is None), else a prefix of them holding more than
+    `max_tokens` tokens, or the whole corpus if shorter: tests read a few blocks of it."""
+    if max_tokens is None:
+        return load_pretraining_lines(data_dir)
+    max_lines = 1 + max_tokens // 8
+    while True:  # lines hold a few tokens each: double the prefix until it is long enough
+        lines = load_pretraining_lines(data_dir, max_lines)
+        text = "".join(line + "\n" for line in lines)
+        if len(lines) < max_lines or len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) > max_tokens:
+            return lines
+        max_lines *= 2
+
+
 class PretrainingTask(LanguageModelingTask):
     """Language modelling that trains on the pretraining corpus and evaluates on `dataset`'s splits
     (WikiText-2's testbed-select for model selection). With `max_train_blocks`, only a prefix of
@@ -45,16 +59,8 @@ class PretrainingTask(LanguageModelingTask):
         super().__init__(tokenizer, data_dir=data_dir, train_split=PRETRAINING_CORPUS, **options)
 
     def _training_lines(self) -> list[str]:
-        if self.data_options.max_train_examples is None:
-            return load_pretraining_lines(self.data_options.data_dir)
-        wanted = self.data_options.max_train_examples * self.options.block_size
-        max_lines = 1 + wanted // 8
-        while True:  # lines hold a few tokens each: double the prefix until it is long enough
-            lines = load_pretraining_lines(self.data_options.data_dir, max_lines)
-            text = "".join(line + "\n" for line in lines)
-            if len(lines) < max_lines or len(self.tokenizer(text, verbose=False)["input_ids"]) > wanted:
-                return lines
-            max_lines *= 2
+        cap = self.data_options.max_train_examples
+        return corpus_prefix(self.tokenizer, self.data_options.data_dir, None if cap is None else cap * self.options.block_size)
 
     def train_dataset(self) -> LMBlockDataset:
         key = (PRETRAINING_CORPUS, True)

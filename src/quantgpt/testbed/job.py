@@ -36,7 +36,7 @@ from ..training import ObjectiveConfig, TrainingConfig
 from .comparisons import claim_verdicts, comparisons_markdown, grouped
 from .measure import measure, seconds_per_step
 from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available
-from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, QATRecipe, TeacherRecipe
+from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, BartRecipe, QATRecipe, TeacherRecipe
 from .dialogue import eval_examples
 from .tasks import TESTBED_TASKS, TestbedTask
 from .teacher import SELECT_SPLIT, Teacher, teacher_evaluation
@@ -66,11 +66,11 @@ class TestbedJob:
     (see peers.py) at the same bit widths; `reference_steps` > 0 also runs that many steps of plain full-precision logit distillation, the
     reference of the step-time ratios."""
 
-    teacher: TeacherRecipe = setting(DEFAULT_TEACHER, instance_of(TeacherRecipe), cli=False)
+    teacher: TeacherRecipe | BartRecipe = setting(DEFAULT_TEACHER, instance_of((TeacherRecipe, BartRecipe)), cli=False)
     qat: QATRecipe = setting(DEFAULT_QAT, instance_of(QATRecipe), cli=False)
     methods: tuple[str, ...] = setting(DEFAULT_METHODS, some_of(variant_names), "methods: registered weight quantizers or variants")
     bits: tuple[str, ...] = setting(("2-2-8",), strings(), "W-E-A bit widths")
-    task: str = setting("lm", one_of(tuple(TESTBED_TASKS)), "testbed task: lm (WikiText-2, PTB) or personachat (hits@1)")
+    task: str = setting("lm", one_of(tuple(TESTBED_TASKS)), "testbed task: lm (WikiText-2, PTB), personachat (hits@1) or xsum (ROUGE)")
     test_sets: tuple[str, ...] = setting((), strings(), "test sets (default: the task's; lm: wikitext-2 ptb)")
     peers: tuple[str, ...] = setting((), some_of(PEERS), "other libraries' quantizers")
     reference_steps: int = setting(0, integer(0), "steps of full-precision distillation timed as reference")
@@ -81,6 +81,10 @@ class TestbedJob:
         validate(self)
         object.__setattr__(self, "bits", tuple(str(BitWidths.parse(b)) for b in self.bits))
         allowed = self.testbed_task.allowed_test_sets
+        recipe_class = self.testbed_task.recipe_class
+        if not isinstance(self.teacher, recipe_class):
+            hint = " (XSum's BART recipes: python benchmarks/table3.py)" if recipe_class is BartRecipe else ""
+            raise ConfigError(f"TestbedJob.teacher: task {self.task!r} takes a {recipe_class.__name__}, not a {type(self.teacher).__name__}{hint}")
         object.__setattr__(self, "test_sets", self.test_sets or self.testbed_task.test_sets)
         unknown = [name for name in self.test_sets if name not in allowed]
         if unknown:
@@ -96,6 +100,11 @@ class TestbedJob:
     @property
     def testbed_task(self) -> TestbedTask:
         return TESTBED_TASKS[self.task]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's score columns: the test sets, or the task's metrics (XSum: ROUGE-1/2/L)."""
+        return self.testbed_task.columns(self.test_sets)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,7 +205,10 @@ def _task(job: TestbedJob, teacher: Teacher, data_dir: str | Path, test_set: str
 
 
 def _test_scores(job: TestbedJob, teacher: Teacher, data_dir: str | Path, evaluate: Callable[[Any], dict]) -> dict[str, float]:
-    return {name: evaluate(_task(job, teacher, data_dir, name))[job.testbed_task.metric] for name in job.test_sets}
+    scores: dict[str, float] = {}
+    for name in job.test_sets:
+        scores.update(job.testbed_task.scores(name, evaluate(_task(job, teacher, data_dir, name))))
+    return scores
 
 
 def _tokens_per_step(job: TestbedJob) -> int | None:
@@ -263,7 +275,7 @@ def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, prog
         lambda: api.quantize(task, config, teacher.model_dir, _quantization(chosen, bits), objective, record={"variant": name})
     )
     best = run_dir / "best"
-    scores = _test_scores(job, teacher, data_dir, lambda t: api.evaluate(best, t, TEST_SPLIT))
+    scores = _test_scores(job, teacher, data_dir, lambda t: api.evaluate(best, t, job.testbed_task.test_split))
     result = _method_result(job, name, bits, run_dir, measured, scores, seed)
     saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
     write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})  # last: the run is finished
@@ -279,7 +291,7 @@ def evaluate_untrained(job, teacher, name, bits, data_dir) -> MethodResult:
     def run() -> dict[str, float]:
         student = api.prepare(job.testbed_task.model_class.from_pretrained(str(teacher.model_dir)), _quantization(chosen, bits))
         select = api.evaluate(student, _task(job, teacher, data_dir), SELECT_SPLIT)[metric]
-        return {SELECT_SPLIT: select, **_test_scores(job, teacher, data_dir, lambda t: api.evaluate(student, t, TEST_SPLIT))}
+        return {SELECT_SPLIT: select, **_test_scores(job, teacher, data_dir, lambda t: api.evaluate(student, t, job.testbed_task.test_split))}
 
     measured = measure(run)
     scores = dict(measured.value)
@@ -360,9 +372,10 @@ def run_testbed(
     stage("teacher")
     testbed_task = job.testbed_task
     teacher = testbed_task.get_teacher(job.teacher, cache_root, data_dir, progress, log, pretrained_root=pretrained_root)
-    teacher_scores = {
-        name: teacher_evaluation(teacher, _task(job, teacher, data_dir, name), name, TEST_SPLIT)[testbed_task.metric] for name in job.test_sets
-    }
+    teacher_scores: dict[str, float] = {}
+    for name in job.test_sets:
+        evaluation = teacher_evaluation(teacher, _task(job, teacher, data_dir, name), name, testbed_task.test_split)
+        teacher_scores.update(testbed_task.scores(name, evaluation))
     log("teacher: " + ", ".join(f"{name} test {testbed_task.metric} {value:.2f}" for name, value in teacher_scores.items()))
 
     reference = None
@@ -391,8 +404,8 @@ def run_testbed(
     extra_columns = {"select_score": f"{SELECT_SPLIT} {label}", "wall_s": "QAT wall (s)", "peak_rss_mib": "peak RSS (MiB)"}
     if reference is not None:
         extra_columns["step_time_ratio"] = "step time / FP distill"
-    verdicts = claim_verdicts(results, job.test_sets, testbed_task.higher_is_better)
-    comparisons = comparisons_markdown(results, job.bits, job.test_sets, job.seeds, verdicts, testbed_task.higher_is_better)
+    verdicts = claim_verdicts(results, job.columns, testbed_task.higher_is_better)
+    comparisons = comparisons_markdown(results, job.bits, job.columns, job.seeds, verdicts, testbed_task.higher_is_better)
     notes = _notes(job, teacher, reference) + comparisons
     table, _ = write_table1(
         rows,
@@ -450,6 +463,17 @@ def _teacher_notes(job: TestbedJob, teacher: Teacher) -> list[str]:
     """The teacher and the protocol of the job's task."""
     recipe = job.teacher
     stages = ", ".join(f"{s['name']} {s['steps']} steps (best at {s['best_step']}, {s['wall_seconds']:.0f} s)" for s in teacher.summary["stages"])
+    if job.task == "xsum":
+        return [
+            f"- Teacher: BART, {recipe.n_layer} encoder and {recipe.n_layer} decoder layers, width {recipe.n_embd}, "
+            f"{recipe.vocab_size}-token byte-level BPE; articles cut to {recipe.block_size} tokens; {stages}; "
+            f"{SELECT_SPLIT} ROUGE-2 {teacher.summary['select_score']:.2f}. Pretraining: BART's denoising objective "
+            f"(sentence permutation, text infilling of {recipe.mask_ratio:g} of the tokens) on ../shared/data/corpus/nltk-2008.",
+            "- Protocol: the 1,000 local XSum pairs (../shared/data/xsum/test-1000.jsonl) in file order: the first 850 "
+            f"fine-tune, the next 50 ({SELECT_SPLIT}) select, the last 100 (testbed-test) are reported; ROUGE-1/2/L "
+            "F-measures (rouge-score, stemmed) of beam-search summaries (6 beams, length penalty 1, at most 60 tokens, "
+            "no repeated trigram). 100 pairs make a small test set: ROUGE differences of a point can be noise.",
+        ]
     model = (f"{_ARCHITECTURE_NAMES[recipe.architecture]} {recipe.n_layer} layers, width {recipe.n_embd}, "
              f"{recipe.vocab_size}-token byte-level BPE")
     if job.task == "lm":
@@ -478,7 +502,7 @@ def _binomial_se_points(rate: float, n: int) -> float:
 
 
 def _notes(job: TestbedJob, teacher: Teacher, reference: MethodResult | None) -> str:
-    unit = "blocks" if job.task == "lm" else "dialogues (2 candidates each)"
+    unit = {"lm": "blocks", "xsum": "article/summary pairs"}.get(job.task, "dialogues (2 candidates each)")
     lines = [
         *_teacher_notes(job, teacher),
         f"- QAT: {job.qat.steps} steps of {job.qat.batch_size} {unit}, lr {job.qat.learning_rate:g}, quantizer lr "

@@ -9,7 +9,9 @@ SHA-256 of every file under model/. It is built in a temporary sibling folder an
 place, so an interrupted build is never taken for a finished one.
 
 `get_pretrained` takes it shipped in the repository (`pretrained/`), else from the cache, else
-trains it into the cache; the checksums are verified on every load.
+trains it into the cache; the checksums are verified on every load. What is trained is a
+`PretrainingStage`: the causal language model of the GPT-2-shaped teachers (`CAUSAL_LM`, here) or
+the summarization testbed's denoising BART (`summaries.BART_DENOISING`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,39 @@ RUN_DIR = "pretrain"  # the name the training-curve figure gives the stage
 Log = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class PretrainingStage:
+    """What a recipe's pretraining trains: `tokenizer(recipe, data_dir)` learns the tokenizer,
+    `model_config(recipe, tokenizer)` is the model's configuration, `task(recipe, tokenizer_dir,
+    data_dir)` the training `Task` with the tokenizer saved there (its primary metric a perplexity on its testbed-select split), `selection`
+    names that split in the log."""
+
+    tokenizer: Callable[[Any, str | Path], Any]
+    model_config: Callable[[Any, Any], Any]
+    task: Callable[[Any, Any, str | Path], Any]
+    selection: str
+
+
+def _causal_lm_task(recipe: TeacherRecipe, tokenizer_dir: Path, data_dir: str | Path) -> PretrainingTask:
+    return PretrainingTask(
+        api.load_task("lm", tokenizer_dir).tokenizer,  # as the fine-tuning stage will load it
+        str(data_dir),
+        dataset=TASK_DATASET,
+        block_size=recipe.block_size,
+        max_train_blocks=recipe.max_blocks,
+        max_eval_blocks=recipe.max_blocks,
+        eval_batch_size=EVAL_BATCH_SIZE,
+    )
+
+
+CAUSAL_LM = PretrainingStage(
+    tokenizer=lambda recipe, data_dir: train_bpe_tokenizer(training_text(recipe, data_dir), recipe.vocab_size),
+    model_config=lambda recipe, tokenizer: recipe.model_config(),
+    task=_causal_lm_task,
+    selection=f"{TASK_DATASET} {SELECT_SPLIT}",
+)
+
+
 @dataclass
 class Pretrained:
     """A pretrained checkpoint: its `folder` (pretrained-<key>/), `summary` (pretrained.json) and
@@ -62,7 +97,7 @@ class Pretrained:
         return self.folder / RUN_DIR
 
 
-def pretrained_folder(recipe: TeacherRecipe, root: str | Path) -> Path:
+def pretrained_folder(recipe: Any, root: str | Path) -> Path:
     """Where the pretrained checkpoint of `recipe` lies under `root`: `<root>/pretrained-<pretrain_key>` (absolute)."""
     return (Path(root) / f"pretrained-{recipe.pretrain_key()}").resolve()
 
@@ -95,12 +130,14 @@ def read_pretrained(folder: Path, key: str, shipped: bool) -> dict[str, Any]:
     return summary
 
 
-def build_pretrained(recipe: TeacherRecipe, cache_root: str | Path, data_dir: str | Path, progress: bool, log: Log) -> Pretrained:
+def build_pretrained(
+    recipe: Any, cache_root: str | Path, data_dir: str | Path, progress: bool, log: Log, stage: PretrainingStage = CAUSAL_LM
+) -> Pretrained:
     """Trains the pretrained checkpoint of `recipe` into `<cache_root>/pretrained-<key>`, replacing
-    a cached one: a BPE tokenizer on the teacher's training text, then `pretrain_steps` steps on the
-    pretraining corpus, keeping the best checkpoint on testbed-select."""
+    a cached one: `stage`'s tokenizer, then `pretrain_steps` steps of its task on the pretraining
+    corpus, keeping the best checkpoint on testbed-select."""
     if not recipe.pretrain_steps:
-        raise ConfigError("TeacherRecipe.pretrain_steps=0: this recipe has no pretrained checkpoint; use --pretrain-steps N with N >= 1")
+        raise ConfigError(f"{type(recipe).__name__}.pretrain_steps=0: this recipe has no pretrained checkpoint; use --pretrain-steps N with N >= 1")
     folder = pretrained_folder(recipe, cache_root)
     tmp = folder.with_name(f".tmp-{folder.name}")
     if tmp.exists():
@@ -108,20 +145,12 @@ def build_pretrained(recipe: TeacherRecipe, cache_root: str | Path, data_dir: st
         shutil.rmtree(tmp)
     work = tmp / "work"  # the tokenizer, configuration and full run the build needs, not kept
     log(f"{folder.name}: training a {recipe.vocab_size}-token byte-level BPE tokenizer")
-    tokenizer = train_bpe_tokenizer(training_text(recipe, data_dir), recipe.vocab_size)
+    tokenizer = stage.tokenizer(recipe, data_dir)
     tokenizer_dir = save_tokenizer(tokenizer, work / "tokenizer")
     config_dir = work / "model-config"
-    recipe.model_config().save_pretrained(config_dir)
-    log(f"{folder.name}: pretraining {recipe.pretrain_steps} steps on {PRETRAINING_CORPUS} (selection on {TASK_DATASET} {SELECT_SPLIT})")
-    task = PretrainingTask(
-        api.load_task("lm", tokenizer_dir).tokenizer,
-        str(data_dir),
-        dataset=TASK_DATASET,
-        block_size=recipe.block_size,
-        max_train_blocks=recipe.max_blocks,
-        max_eval_blocks=recipe.max_blocks,
-        eval_batch_size=EVAL_BATCH_SIZE,
-    )
+    stage.model_config(recipe, tokenizer).save_pretrained(config_dir)
+    log(f"{folder.name}: pretraining {recipe.pretrain_steps} steps on {PRETRAINING_CORPUS} (selection on {stage.selection})")
+    task = stage.task(recipe, tokenizer_dir, data_dir)
     run_dir, started = work / "run", time.perf_counter()
     config = stage_config(recipe, run_dir, recipe.pretrain_steps, recipe.pretrain_learning_rate, progress)
     result = api.finetune(task, config, model_config=str(config_dir))
@@ -147,15 +176,16 @@ def build_pretrained(recipe: TeacherRecipe, cache_root: str | Path, data_dir: st
 
 
 def get_pretrained(
-    recipe: TeacherRecipe,
+    recipe: Any,
     cache_root: str | Path = "cache",
     shipped_root: str | Path = "pretrained",
     data_dir: str | Path = "../shared/data",
     progress: bool = True,
     log: Log = print,
+    stage: PretrainingStage = CAUSAL_LM,
 ) -> Pretrained:
     """The pretrained checkpoint of `recipe`: shipped in `shipped_root`, else cached in
-    `cache_root`, else trained now into the cache. A shipped or cached folder whose files do not
+    `cache_root`, else trained now (by `stage`) into the cache. A shipped or cached folder whose files do not
     match pretrained.json raises a ConfigError naming the file."""
     key, cached = recipe.pretrain_key(), pretrained_folder(recipe, cache_root)
     recover_directory(cached)  # a crash inside replace_directory may have left the cached copy aside
@@ -164,4 +194,4 @@ def get_pretrained(
             summary = read_pretrained(folder, key, shipped=source == "shipped")
             log(f"{folder.name}: {source} ({SELECT_SPLIT} perplexity {summary['stage']['select_perplexity']:.2f})")
             return Pretrained(folder, summary, source)
-    return build_pretrained(recipe, cache_root, data_dir, progress, log)
+    return build_pretrained(recipe, cache_root, data_dir, progress, log, stage)

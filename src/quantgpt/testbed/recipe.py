@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
+from transformers import BartConfig, GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
 
 from ..errors import ConfigError
 from ..settings import setting, validate
@@ -199,6 +199,85 @@ class QATRecipe:
         return dataclasses.asdict(self)
 
 
+# Bumped when the way the summarization testbed's BART (or its pretrained checkpoint) is made
+# changes without a change of its settings.
+BART_FORMAT = 1
+BART_PRETRAIN_FORMAT = 1
+# The settings of the BART's fine-tuning stage alone: its pretrained checkpoint does not depend on them.
+BART_FINETUNE_FIELDS = ("finetune_steps", "finetune_learning_rate", "target_length")
+
+
+@dataclass(frozen=True)
+class BartRecipe:
+    """How the summarization testbed's full-precision BART is made (XSum, the paper's QuantBART task).
+
+    Tokenizer: byte-level BPE of `vocab_size` tokens with BART's special tokens, trained on the
+    pretraining corpus and XSum's testbed-train pairs. Model: BART with `n_layer` encoder and
+    `n_layer` decoder layers of width `n_embd` (`n_head` heads, feed-forward 4 x `n_embd`), tied
+    embeddings, `block_size` positions. Pretraining: `pretrain_steps` steps of BART's denoising
+    objective (testbed/denoising.py: sentence permutation, then text infilling of `mask_ratio` of the
+    tokens in spans of Poisson(`poisson_lambda`) length, a `random_ratio` of them replaced by a random
+    token instead of <mask>) on blocks of `block_size` tokens of ../shared/data/corpus/nltk-2008,
+    selected by the reconstruction perplexity of held-out blocks. Fine-tuning: `finetune_steps` steps on
+    XSum testbed-train (articles cut to `block_size` tokens, summaries to `target_length`), selected
+    by ROUGE-2 on testbed-select. The other fields are as `TeacherRecipe`'s.
+    """
+
+    # The fields are hashed into the keys of the cached checkpoints: never change them.
+    vocab_size: int = setting(8192, integer(262), "BPE vocabulary (>= 262: 256 bytes, 5 special tokens, a merge)")
+    n_layer: int = setting(3, integer(1), "layers of the encoder and of the decoder")
+    n_embd: int = setting(256, integer(1), "width")
+    n_head: int = setting(4, integer(1), "attention heads (must divide --n-embd)")
+    block_size: int = setting(256, integer(8), "positions: pretraining block length and article tokens")
+    target_length: int = setting(64, integer(2), "summary tokens for fine-tuning")
+    dropout: float = setting(0.1, number(0, below=1), "dropout")
+    batch_size: int = setting(8, integer(1), "blocks or article/summary pairs per step")
+    pretrain_steps: int = setting(1500, integer(1), "denoising pretraining steps on the general-English corpus")
+    pretrain_learning_rate: float = setting(1e-3, number(above=0), "pretraining learning rate")
+    mask_ratio: float = setting(0.3, number(0, below=1), "share of the tokens text infilling masks (BART: 0.3)")
+    poisson_lambda: float = setting(3.5, number(above=0), "mean masked span length (BART: 3.5)")
+    random_ratio: float = setting(0.1, number(0, 1), "share of the masked spans given a random token instead of <mask> (BART: 0.1)")
+    finetune_steps: int = setting(600, integer(1), "fine-tuning steps on XSum testbed-train")
+    finetune_learning_rate: float = setting(3e-4, number(above=0), "fine-tuning learning rate")
+    warmup_steps: int = setting(50, integer(0), "warm-up steps of each stage")
+    weight_decay: float = setting(0.01, number(0), "AdamW weight decay")
+    eval_every: int = setting(250, integer(1), "evaluate on testbed-select every N steps")
+    seed: int = setting(0, integer(0), "random seed")
+    max_blocks: int | None = setting(None, optional(integer(1)), "cap the blocks and pairs of every split (tests and smoke runs)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"BartRecipe.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """12 hex digits naming the fine-tuned BART: all its settings."""
+        return _digest(BART_FORMAT, {"model": "bart", **self.to_dict()})
+
+    def pretrain_settings(self) -> dict[str, Any]:
+        """The settings the pretrained checkpoint depends on: all but the fine-tuning ones."""
+        return {name: value for name, value in self.to_dict().items() if name not in BART_FINETUNE_FIELDS}
+
+    def pretrain_key(self) -> str:
+        """12 hex digits naming the pretrained checkpoint (never a GPT teacher's: "model" is hashed in)."""
+        return _digest(BART_PRETRAIN_FORMAT, {"model": "bart", **self.pretrain_settings()})
+
+    def model_config(self, tokenizer: Any) -> BartConfig:
+        """The model's configuration, its special token ids those of `tokenizer` (train_bart_tokenizer's)."""
+        ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+        return BartConfig(
+            vocab_size=len(tokenizer), d_model=self.n_embd, encoder_layers=self.n_layer, decoder_layers=self.n_layer,
+            encoder_attention_heads=self.n_head, decoder_attention_heads=self.n_head,
+            encoder_ffn_dim=4 * self.n_embd, decoder_ffn_dim=4 * self.n_embd, max_position_embeddings=self.block_size,
+            dropout=self.dropout, attention_dropout=self.dropout, **ids,
+            decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id,
+            architectures=["BartForConditionalGeneration"],
+        )
+
+
 DEFAULT_TEACHER = TeacherRecipe()
 # The teacher of the testbed before it was pretrained (docs/results/scratch-teacher/): trained from
 # nothing on testbed-train alone, 900 steps at 1e-3.
@@ -220,3 +299,12 @@ TINY_TEACHER = TeacherRecipe(
 )
 TINY_QAT = QATRecipe(steps=2, batch_size=4, eval_every=2, num_negatives=4)
 RECIPES = {"default": (DEFAULT_TEACHER, DEFAULT_QAT), "scratch": (SCRATCH_TEACHER, DEFAULT_QAT), "tiny": (TINY_TEACHER, TINY_QAT)}
+DEFAULT_BART = BartRecipe()
+# QAT on XSum: 150 steps of 8 pairs (about 1.4 passes over testbed-train), selected once at the end
+# (ROUGE by beam search on testbed-select costs about as much as 50 steps).
+XSUM_QAT = QATRecipe(steps=150, batch_size=8, eval_every=150)
+TINY_BART = BartRecipe(
+    vocab_size=300, n_layer=1, n_embd=16, n_head=2, block_size=32, target_length=16, batch_size=4,
+    pretrain_steps=3, finetune_steps=4, warmup_steps=0, eval_every=2, max_blocks=8,
+)
+BART_RECIPES = {"default": (DEFAULT_BART, XSUM_QAT), "tiny": (TINY_BART, TINY_QAT)}
