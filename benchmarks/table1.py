@@ -31,8 +31,8 @@ import dataclasses
 import shlex
 import sys
 
-import torch
-
+from quantgpt.cli import OneLineParser, exit_status
+from quantgpt.testbed.arguments import add_common_arguments, set_threads
 from quantgpt.testbed.job import DEFAULT_METHODS, TestbedJob, run_testbed
 from quantgpt.testbed.tasks import TESTBED_TASKS
 from quantgpt.testbed.peers import TORCHAO_REQUIREMENT, torchao_available
@@ -43,23 +43,22 @@ GRID_METHODS = (*DEFAULT_METHODS, "quantgpt-logit", "quantgpt-pact-gradient")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TESTBED_TASKS), default="lm", help="lm (WikiText-2, PTB) or personachat")
     parser.add_argument("--bits", nargs="+", default=list(GRID_BITS), help="bit widths (default 8-8-8 4-4-8 2-2-8)")
     parser.add_argument("--methods", nargs="+", default=list(GRID_METHODS), help="methods and variants (default: all rows)")
     parser.add_argument("--seeds", type=int, default=3, help="QAT seeds of each trained row (default 3)")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="leave out torchao")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="teacher and QAT settings")
     parser.add_argument("--reference-steps", type=int, default=50, help="steps of full-precision distillation timed (default 50)")
     parser.add_argument("--out", help="folder of the table (default docs/results; personachat: docs/results/personachat)")
     parser.add_argument("--runs", help="folder of the run directories (default runs/table1; personachat: runs/table1-personachat)")
-    parser.add_argument("--cache", default="cache", help="teacher cache (default cache)")
-    parser.add_argument("--pretrained-root", default="pretrained", help="shipped pretrained checkpoints (default pretrained)")
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_common_arguments(parser, RECIPES, "teacher and QAT settings")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return exit_status(lambda: run_grid(args, argv))
+
+
+def run_grid(args: argparse.Namespace, argv: list[str] | None) -> int:
+    set_threads(args.threads)
 
     peers: tuple[str, ...] = ()
     if args.peer and torchao_available():

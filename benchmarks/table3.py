@@ -19,8 +19,8 @@ import argparse
 import shlex
 import sys
 
-import torch
-
+from quantgpt.cli import OneLineParser, exit_status
+from quantgpt.testbed.arguments import add_common_arguments, set_threads
 from quantgpt.testbed.job import DEFAULT_METHODS, TestbedJob, run_testbed
 from quantgpt.testbed.recipe import BART_RECIPES
 
@@ -28,20 +28,19 @@ GRID_BITS = ("8-8-8", "4-4-8", "2-2-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bits", nargs="+", default=list(GRID_BITS), help="bit widths (default 8-8-8 4-4-8 2-2-8)")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), help="methods and variants (default: the main rows)")
     parser.add_argument("--seeds", type=int, default=3, help="QAT seeds of each trained row (default 3)")
-    parser.add_argument("--recipe", choices=sorted(BART_RECIPES), default="default", help="BART and QAT settings")
     parser.add_argument("--out", default="docs/results/xsum", help="folder of the table (default docs/results/xsum)")
     parser.add_argument("--runs", default="runs/table3", help="folder of the run directories (default runs/table3)")
-    parser.add_argument("--cache", default="cache", help="teacher cache (default cache)")
-    parser.add_argument("--pretrained-root", default="pretrained", help="shipped pretrained checkpoints (default pretrained)")
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_common_arguments(parser, BART_RECIPES, "BART and QAT settings (tiny: seconds, for smoke tests)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return exit_status(lambda: run_grid(args, argv))
+
+
+def run_grid(args: argparse.Namespace, argv: list[str] | None) -> int:
+    set_threads(args.threads)
     teacher, qat = BART_RECIPES[args.recipe]
     job = TestbedJob(teacher=teacher, qat=qat, methods=tuple(args.methods), bits=tuple(args.bits), task="xsum", seeds=args.seeds)
     command = "python benchmarks/table3.py" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))

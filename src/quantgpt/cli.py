@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import yaml
@@ -154,7 +155,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
-    try:
+
+    def parse_and_run() -> int:
         try:
             if argv and argv[0] in subparsers:
                 # a pre-parser, so that `--config=FILE` and `--config FILE` both apply the file's defaults
@@ -167,6 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as stop:  # argparse: --help (0) or a refused flag (2, its line printed)
             return 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 2
         return int(args._run(args) or 0)
+
+    return exit_status(parse_and_run)
+
+
+def exit_status(run: Callable[[], int | None]) -> int:
+    """`run()`'s status, or 2 after one line `quantgpt: error: ...` for a `QuantgptError` (the
+    user's to fix; QUANTGPT_DEBUG=1 keeps the traceback), 130 when interrupted. The benchmarks'
+    scripts run through it too."""
+    try:
+        return int(run() or 0)
     except QuantgptError as error:
         if os.environ.get("QUANTGPT_DEBUG"):
             raise

@@ -73,3 +73,12 @@ def test_the_untrained_row_is_the_prepared_teacher_on_testbed_test(summary_job, 
 def test_xsum_takes_a_bart_recipe():
     with pytest.raises(ValueError, match="task 'xsum' takes a BartRecipe, not a TeacherRecipe"):
         TestbedJob(task="xsum", teacher=TINY_TEACHER)
+
+
+def test_table3_refuses_a_bad_value_in_one_line(tmp_path, capsys, shared_data):
+    out = tmp_path / "results"
+    status = table3(["--recipe", "tiny", "--seeds", "0", "--out", str(out), "--cache", str(tmp_path / "cache"),
+                     "--data-dir", str(shared_data), "--no-progress"])
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == ["quantgpt: error: TestbedJob.seeds=0: allowed is an integer >= 1"]
+    assert not out.exists() and not (tmp_path / "cache").exists()

@@ -14,8 +14,12 @@ from ..errors import UsageError
 from ..validators import is_int
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="named settings (default: default; scratch: the earlier teacher trained from nothing; tiny: seconds, for smoke tests)")
+RECIPE_HELP = "named settings (default: default; scratch: the earlier teacher trained from nothing; tiny: seconds, for smoke tests)"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, recipes: dict = RECIPES, recipe_help: str = RECIPE_HELP) -> None:
+    """The flags every testbed command and benchmark shares; `recipes` are the `--recipe` choices."""
+    parser.add_argument("--recipe", choices=sorted(recipes), default="default", help=recipe_help)
     parser.add_argument("--cache", default="cache", help="folder of cached teachers (default cache)")
     parser.add_argument("--pretrained-root", default="pretrained", metavar="DIR", help="shipped pretrained checkpoints (default pretrained)")
     parser.add_argument("--data-dir", default="../shared/data", help="the real data (default ../shared/data)")

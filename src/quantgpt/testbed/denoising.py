@@ -91,11 +91,10 @@ class DenoisingDataset(Dataset):
     """Blocks of token ids (without <s> and </s>) as BART examples: "input_ids" the corrupted block,
     "labels" the block itself, both framed as `<s> ... </s>`; example i corrupted with seed (seed, i)."""
 
-    def __init__(self, blocks: list[np.ndarray], tokenizer: Any, settings: dict[str, float], seed: int) -> None:
-        self.blocks, self.settings, self.seed = blocks, settings, seed
+    def __init__(self, blocks: list[np.ndarray], tokenizer: Any, sentence_ends: np.ndarray, settings: dict[str, float], seed: int) -> None:
+        self.blocks, self.sentence_ends, self.settings, self.seed = blocks, sentence_ends, settings, seed
         self.bos, self.eos, self.mask = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.mask_token_id
         self.random_ids = (len(tokenizer.all_special_ids), len(tokenizer))
-        self.sentence_ends = sentence_end_ids(tokenizer)
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -142,9 +141,10 @@ class DenoisingTask(SummarizationTask):
             select = [b for i, b in enumerate(blocks) if i % stride == stride - 1]
             if self.max_blocks is not None:
                 train, select = train[: self.max_blocks], select[: self.max_blocks]
+            ends = sentence_end_ids(self.tokenizer)
             self._splits = {
-                PRETRAINING_CORPUS: DenoisingDataset(train, self.tokenizer, self.corruption, self.seed),
-                SELECT_SPLIT: DenoisingDataset(select, self.tokenizer, self.corruption, 0),
+                PRETRAINING_CORPUS: DenoisingDataset(train, self.tokenizer, ends, self.corruption, self.seed),
+                SELECT_SPLIT: DenoisingDataset(select, self.tokenizer, ends, self.corruption, 0),
             }
         return self._splits
 

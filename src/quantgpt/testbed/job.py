@@ -204,10 +204,11 @@ def _task(job: TestbedJob, teacher: Teacher, data_dir: str | Path, test_set: str
     return testbed_task.make_task(teacher.tokenizer_dir, job.teacher, data_dir, test_set or testbed_task.test_sets[0])
 
 
-def _test_scores(job: TestbedJob, teacher: Teacher, data_dir: str | Path, evaluate: Callable[[Any], dict]) -> dict[str, float]:
+def _test_scores(job: TestbedJob, teacher: Teacher, data_dir: str | Path, evaluate: Callable[[Any, str], dict]) -> dict[str, float]:
+    """The table's columns from `evaluate(task, test_set)` on each test set's task."""
     scores: dict[str, float] = {}
     for name in job.test_sets:
-        scores.update(job.testbed_task.scores(name, evaluate(_task(job, teacher, data_dir, name))))
+        scores.update(job.testbed_task.scores(name, evaluate(_task(job, teacher, data_dir, name), name)))
     return scores
 
 
@@ -275,7 +276,7 @@ def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, prog
         lambda: api.quantize(task, config, teacher.model_dir, _quantization(chosen, bits), objective, record={"variant": name})
     )
     best = run_dir / "best"
-    scores = _test_scores(job, teacher, data_dir, lambda t: api.evaluate(best, t, job.testbed_task.test_split))
+    scores = _test_scores(job, teacher, data_dir, lambda t, _: api.evaluate(best, t, job.testbed_task.test_split))
     result = _method_result(job, name, bits, run_dir, measured, scores, seed)
     saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
     write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})  # last: the run is finished
@@ -291,7 +292,7 @@ def evaluate_untrained(job, teacher, name, bits, data_dir) -> MethodResult:
     def run() -> dict[str, float]:
         student = api.prepare(job.testbed_task.model_class.from_pretrained(str(teacher.model_dir)), _quantization(chosen, bits))
         select = api.evaluate(student, _task(job, teacher, data_dir), SELECT_SPLIT)[metric]
-        return {SELECT_SPLIT: select, **_test_scores(job, teacher, data_dir, lambda t: api.evaluate(student, t, job.testbed_task.test_split))}
+        return {SELECT_SPLIT: select, **_test_scores(job, teacher, data_dir, lambda t, _: api.evaluate(student, t, job.testbed_task.test_split))}
 
     measured = measure(run)
     scores = dict(measured.value)
@@ -372,10 +373,7 @@ def run_testbed(
     stage("teacher")
     testbed_task = job.testbed_task
     teacher = testbed_task.get_teacher(job.teacher, cache_root, data_dir, progress, log, pretrained_root=pretrained_root)
-    teacher_scores: dict[str, float] = {}
-    for name in job.test_sets:
-        evaluation = teacher_evaluation(teacher, _task(job, teacher, data_dir, name), name, testbed_task.test_split)
-        teacher_scores.update(testbed_task.scores(name, evaluation))
+    teacher_scores = _test_scores(job, teacher, data_dir, lambda t, name: teacher_evaluation(teacher, t, name, testbed_task.test_split))
     log("teacher: " + ", ".join(f"{name} test {testbed_task.metric} {value:.2f}" for name, value in teacher_scores.items()))
 
     reference = None

@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers import BartConfig, GPT2Config, LlamaConfig, OPTConfig, PretrainedConfig, Qwen2Config
 
@@ -59,8 +59,28 @@ def _digest(format: int, settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+class _StagedRecipe:
+    """What the testbed's two teacher recipes (`TeacherRecipe`, `BartRecipe`) share: validation,
+    the n_head check, the settings as a dict and the pretraining stage's share of them (all but
+    `finetune_fields`)."""
+
+    finetune_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"{type(self).__name__}.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def pretrain_settings(self) -> dict[str, Any]:
+        """The settings the pretrained checkpoint depends on: all but the fine-tuning ones."""
+        return {name: value for name, value in self.to_dict().items() if name not in self.finetune_fields}
+
+
 @dataclass(frozen=True)
-class TeacherRecipe:
+class TeacherRecipe(_StagedRecipe):
     """How the full-precision teacher is trained from scratch (CPU testbed; docs/method.md#tasks-and-training-settings).
 
     Tokenizer: byte-level BPE of `vocab_size` tokens trained on the training text (the pretraining
@@ -96,22 +116,12 @@ class TeacherRecipe:
     max_blocks: int | None = setting(None, optional(integer(1)), "cap the blocks of every split (tests and smoke runs)")
     architecture: str = setting("gpt2", one_of(TEACHER_ARCHITECTURES), "teacher shape")
 
-    def __post_init__(self) -> None:
-        validate(self)
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"TeacherRecipe.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    finetune_fields = FINETUNE_FIELDS
 
     def key(self) -> str:
         """12 hex digits of the SHA-256 of the settings (and the format): the cache folder's name.
         A GPT-2 teacher leaves `architecture` out, so its key (and cached teacher) predates the field."""
         return _digest(PRETRAINED_TEACHER_FORMAT if self.pretrain_steps else RECIPE_FORMAT, self.to_dict())
-
-    def pretrain_settings(self) -> dict[str, Any]:
-        """The settings the pretrained checkpoint depends on: all but the fine-tuning ones."""
-        return {name: value for name, value in self.to_dict().items() if name not in FINETUNE_FIELDS}
 
     def pretrain_key(self) -> str:
         """12 hex digits of the SHA-256 of `pretrain_settings` (and PRETRAIN_FORMAT): the name of
@@ -208,7 +218,7 @@ BART_FINETUNE_FIELDS = ("finetune_steps", "finetune_learning_rate", "target_leng
 
 
 @dataclass(frozen=True)
-class BartRecipe:
+class BartRecipe(_StagedRecipe):
     """How the summarization testbed's full-precision BART is made (XSum, the paper's QuantBART task).
 
     Tokenizer: byte-level BPE of `vocab_size` tokens with BART's special tokens, trained on the
@@ -245,21 +255,11 @@ class BartRecipe:
     seed: int = setting(0, integer(0), "random seed")
     max_blocks: int | None = setting(None, optional(integer(1)), "cap the blocks and pairs of every split (tests and smoke runs)")
 
-    def __post_init__(self) -> None:
-        validate(self)
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"BartRecipe.n_head={self.n_head} is not allowed: it must divide n_embd={self.n_embd}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    finetune_fields = BART_FINETUNE_FIELDS
 
     def key(self) -> str:
         """12 hex digits naming the fine-tuned BART: all its settings."""
         return _digest(BART_FORMAT, {"model": "bart", **self.to_dict()})
-
-    def pretrain_settings(self) -> dict[str, Any]:
-        """The settings the pretrained checkpoint depends on: all but the fine-tuning ones."""
-        return {name: value for name, value in self.to_dict().items() if name not in BART_FINETUNE_FIELDS}
 
     def pretrain_key(self) -> str:
         """12 hex digits naming the pretrained checkpoint (never a GPT teacher's: "model" is hashed in)."""

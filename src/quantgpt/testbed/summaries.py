@@ -64,11 +64,6 @@ BART_DENOISING = PretrainingStage(
 )
 
 
-def eval_pairs(recipe: BartRecipe) -> int | None:
-    """Pairs summarized on each evaluation split: all, unless the recipe caps its data (tests)."""
-    return recipe.max_blocks
-
-
 def summary_task(tokenizer_dir: str | Path, recipe: BartRecipe, data_dir: str | Path, test_set: str = SUMMARY_TASK):
     """XSum as the testbed runs it: train on testbed-train, select on testbed-select, report on
     testbed-test; articles of at most `block_size` tokens, summaries of `target_length`."""
@@ -78,7 +73,7 @@ def summary_task(tokenizer_dir: str | Path, recipe: BartRecipe, data_dir: str | 
         data_dir=str(data_dir),
         train_split=TRAIN_SPLIT,
         max_train_examples=recipe.max_blocks,
-        max_eval_examples=eval_pairs(recipe),
+        max_eval_examples=recipe.max_blocks,  # every pair, unless the recipe caps its data (tests)
         eval_batch_size=EVAL_BATCH_SIZE,
         max_source_length=recipe.block_size,
         max_target_length=recipe.target_length,
