@@ -14,7 +14,8 @@ from quantgpt import api
 from quantgpt.cli import main
 from quantgpt.config import QuantConfig
 from quantgpt.testbed.dialogue import dialogue_task, get_dialogue_teacher
-from quantgpt.testbed.job import TEST_SPLIT, TestbedJob
+from quantgpt.testbed.job import TestbedJob
+from quantgpt.testbed.tasks import TESTBED_TASKS
 from quantgpt.testbed.recipe import SCRATCH_TEACHER, TINY_TEACHER
 
 BLOCK = 128  # the tiny recipe's 32 positions cannot hold a persona, an utterance and a reply
@@ -54,7 +55,7 @@ def test_the_teacher_is_the_double_head_model_fine_tuned_from_the_pretrained_che
     task = dialogue_task(teacher.tokenizer_dir, recipe, shared_data)
     assert model.config.vocab_size == len(task.tokenizer)  # the 5 special tokens were added
     student = api.prepare(model, QuantConfig(method="rtn", bits="2-2-8"))
-    expected = api.evaluate(student, task, TEST_SPLIT)["accuracy"]
+    expected = api.evaluate(student, task, TESTBED_TASKS["personachat"].test_split)["accuracy"]
     row = next(r for r in json.loads((out / "table1.json").read_text())["rows"] if r["method"] == "rtn-untrained")
     assert math.isclose(row["scores"]["personachat"], expected)
 

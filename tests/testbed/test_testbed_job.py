@@ -10,7 +10,8 @@ import pytest
 from quantgpt import api
 from quantgpt.config import QuantConfig
 from quantgpt.report import FIGURE_FILES
-from quantgpt.testbed.job import DEFAULT_METHODS, TEST_SPLIT
+from quantgpt.testbed.job import DEFAULT_METHODS
+from quantgpt.testbed.tasks import TESTBED_TASKS
 from quantgpt.testbed.recipe import TINY_TEACHER
 from quantgpt.testbed.teacher import lm_task
 from quantgpt.testbed.variants import variant
@@ -89,7 +90,7 @@ def test_untrained_rows_are_the_prepared_student_evaluated(tiny_job, shared_data
     teacher_dir = data["teacher_dir"]
     task = lm_task(f"{teacher_dir}", TINY_TEACHER, shared_data)
     student = api.prepare(AutoModelForCausalLM.from_pretrained(teacher_dir), QuantConfig(method="rtn", bits="2-2-8"))
-    expected = api.evaluate(student, task, TEST_SPLIT)["perplexity"]
+    expected = api.evaluate(student, task, TESTBED_TASKS["lm"].test_split)["perplexity"]
     row = next(r for r in data["rows"] if r["method"] == "rtn-untrained")
     assert math.isclose(row["scores"]["wikitext-2"], expected, rel_tol=1e-9)
     assert row["scores"]["wikitext-2"] != next(r for r in data["rows"] if r["method"] == "quantgpt-untrained")["scores"]["wikitext-2"]

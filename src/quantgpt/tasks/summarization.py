@@ -25,6 +25,9 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 # file order): fine-tuning on the first 85%, model selection on the next 5% (together the 900 pairs
 # the model learns from), ROUGE on the last 10% (100 pairs).
 TESTBED_SOURCE = "test-1000"
+# The paper's beam search (docs/method.md#tasks-and-training-settings).
+NUM_BEAMS = 6
+LENGTH_PENALTY = 1.0
 TESTBED_SLICES = {"testbed-train": (0.0, 0.85), "testbed-select": (0.85, 0.9), "testbed-test": (0.9, 1.0)}
 
 
@@ -100,8 +103,8 @@ def generate_summaries(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     documents: Sequence[str],
-    num_beams: int = 6,
-    length_penalty: float = 1.0,
+    num_beams: int = NUM_BEAMS,
+    length_penalty: float = LENGTH_PENALTY,
     max_new_tokens: int = 60,
     batch_size: int = 8,
     max_source_length: int = 512,

@@ -38,6 +38,7 @@ from .measure import measure, seconds_per_step
 from .peers import PEERS, TORCHAO_REQUIREMENT, torchao_available
 from .recipe import DEFAULT_QAT, DEFAULT_TEACHER, BartRecipe, QATRecipe, TeacherRecipe
 from .dialogue import eval_examples
+from .summaries import summary_protocol
 from .tasks import TESTBED_TASKS, TestbedTask
 from .teacher import SELECT_SPLIT, Teacher, teacher_evaluation
 from .variants import Variant, variant, variant_names
@@ -50,7 +51,6 @@ PAPER_METHODS = ("quantgpt", "pact", "lsq", "laq")
 # The main job's rows: quantization without training, the paper's four methods, PACT at its best.
 DEFAULT_METHODS = ("rtn-untrained", "quantgpt-untrained", "quantgpt", "pact", "pact-weights", "lsq", "laq")
 TEST_SETS = TESTBED_TASKS["lm"].test_sets
-TEST_SPLIT = "test"
 REFERENCE = "fp-distill"
 # A finished run's result, kept in its run directory so that a rerun with the same settings reuses it.
 RESULT_FILE = "testbed_result.json"
@@ -467,10 +467,7 @@ def _teacher_notes(job: TestbedJob, teacher: Teacher) -> list[str]:
             f"{recipe.vocab_size}-token byte-level BPE; articles cut to {recipe.block_size} tokens; {stages}; "
             f"{SELECT_SPLIT} ROUGE-2 {teacher.summary['select_score']:.2f}. Pretraining: BART's denoising objective "
             f"(sentence permutation, text infilling of {recipe.mask_ratio:g} of the tokens) on ../shared/data/corpus/nltk-2008.",
-            "- Protocol: the 1,000 local XSum pairs (../shared/data/xsum/test-1000.jsonl) in file order: the first 850 "
-            f"fine-tune, the next 50 ({SELECT_SPLIT}) select, the last 100 (testbed-test) are reported; ROUGE-1/2/L "
-            "F-measures (rouge-score, stemmed) of beam-search summaries (6 beams, length penalty 1, at most 60 tokens, "
-            "no repeated trigram). 100 pairs make a small test set: ROUGE differences of a point can be noise.",
+            f"- Protocol: {summary_protocol(recipe)} 100 pairs make a small test set: ROUGE differences of a point can be noise.",
         ]
     model = (f"{_ARCHITECTURE_NAMES[recipe.architecture]} {recipe.n_layer} layers, width {recipe.n_embd}, "
              f"{recipe.vocab_size}-token byte-level BPE")

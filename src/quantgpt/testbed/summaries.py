@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import api
 from ..errors import ConfigError
-from ..tasks.summarization import TESTBED_SLICES, load_xsum
+from ..tasks.summarization import LENGTH_PENALTY, NUM_BEAMS, TESTBED_SLICES, TESTBED_SOURCE, load_xsum
 from ..tokenization import load_bart_tokenizer
 from ..training.checkpoints import write_json_atomic
 from .corpus import load_pretraining_lines
@@ -79,6 +79,17 @@ def summary_task(tokenizer_dir: str | Path, recipe: BartRecipe, data_dir: str | 
         max_target_length=recipe.target_length,
         no_repeat_ngram_size=NO_REPEAT_NGRAM_SIZE,
         max_new_tokens=min(MAX_SUMMARY_TOKENS, recipe.block_size - 1),  # within the decoder's positions
+    )
+
+
+def summary_protocol(recipe: BartRecipe) -> str:
+    """The XSum protocol in one sentence, from the settings it describes (for the table's notes)."""
+    train, select, test = (f"{100 * (end - start):.0f}%" for start, end in TESTBED_SLICES.values())
+    return (
+        f"the local XSum pairs (../shared/data/xsum/{TESTBED_SOURCE}.jsonl) in file order: the first {train} fine-tune, the next {select} "
+        f"({SELECT_SPLIT}) select, the last {test} ({SUMMARY_TEST_SPLIT}) are reported; ROUGE-1/2/L F-measures "
+        f"(rouge-score, stemmed) of beam-search summaries ({NUM_BEAMS} beams, length penalty {LENGTH_PENALTY:g}, "
+        f"at most {min(MAX_SUMMARY_TOKENS, recipe.block_size - 1)} tokens, no repeated {NO_REPEAT_NGRAM_SIZE}-gram)."
     )
 
 
