@@ -374,7 +374,10 @@ def run_testbed(
     testbed_task = job.testbed_task
     teacher = testbed_task.get_teacher(job.teacher, cache_root, data_dir, progress, log, pretrained_root=pretrained_root)
     teacher_scores = _test_scores(job, teacher, data_dir, lambda t, name: teacher_evaluation(teacher, t, name, testbed_task.test_split))
-    log("teacher: " + ", ".join(f"{name} test {testbed_task.metric} {value:.2f}" for name, value in teacher_scores.items()))
+    log("teacher: " + ", ".join(
+        f"{name} {value:.2f}" if testbed_task.metrics else f"{name} test {testbed_task.metric} {value:.2f}"
+        for name, value in teacher_scores.items()
+    ) + (f" on {testbed_task.test_split}" if testbed_task.metrics else ""))
 
     reference = None
     if job.reference_steps:
