@@ -1,7 +1,7 @@
 """Which of the testbed's rows beats which, over QAT seeds, and what that says of the paper's claims.
 
 A row is better than another only when its mean test score is better (perplexity lower, hits@1
-higher) by more than twice the standard error of the difference (`quantgpt.report.significance`); the paper's orderings at 2-2-8
+and ROUGE higher) by more than twice the standard error of the difference (`quantgpt.report.significance`); the paper's orderings at 2-2-8
 (`CLAIMS`) are each confirmed, contradicted, or left undecided by that rule.
 """
 
@@ -71,13 +71,13 @@ def _claim_line(item: dict[str, Any]) -> str:
 
 def comparisons_markdown(
     results: Sequence[Any], bits: Sequence[str], test_sets: Sequence[str], seeds: int, verdicts: list[dict[str, Any]],
-    higher_is_better: bool = False,
+    higher_is_better: bool = False, score_name: str = "perplexity",
 ) -> str:
     """The table's closing sections: a which-beats-which matrix per bit width and test set, then
-    the paper's claims."""
+    the paper's claims. `score_name` names the metric compared ("perplexity", "hits@1", "ROUGE F1")."""
     text = (
         f"\n## Which row beats which\n\nTrained rows over {seeds} QAT seed(s): \"<\" where the row's mean test "
-        + ("hits@1 is higher" if higher_is_better else "perplexity is lower")
+        + f"{score_name} is {'higher' if higher_is_better else 'lower'}"
         + " than the column's by more than twice the standard error of the difference, \">\" where worse by as much, \"~\" "
         "where within (or where one seed leaves the spread unknown). The untrained rows are exact (no randomness). "
         "With 3 seeds a row, 2 SE is a rough guide, not a test.\n"

@@ -406,7 +406,9 @@ def run_testbed(
     if reference is not None:
         extra_columns["step_time_ratio"] = "step time / FP distill"
     verdicts = claim_verdicts(results, job.columns, testbed_task.higher_is_better)
-    comparisons = comparisons_markdown(results, job.bits, job.columns, job.seeds, verdicts, testbed_task.higher_is_better)
+    comparisons = comparisons_markdown(
+        results, job.bits, job.columns, job.seeds, verdicts, testbed_task.higher_is_better, testbed_task.score_name,
+    )
     notes = _notes(job, teacher, reference) + comparisons
     table, _ = write_table1(
         rows,

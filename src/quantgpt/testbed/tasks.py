@@ -40,6 +40,7 @@ class TestbedTask:
     metric: str
     metric_label: str
     higher_is_better: bool
+    score_name: str
     model_class: Any
     make_task: Callable[..., Any]
     get_teacher: Callable[..., Any]
@@ -59,15 +60,15 @@ class TestbedTask:
 
 TESTBED_TASKS = {
     "lm": TestbedTask(
-        "lm", ("wikitext-2", "ptb"), LM_CORPORA, "perplexity", "PPL", False, AutoModelForCausalLM,
+        "lm", ("wikitext-2", "ptb"), LM_CORPORA, "perplexity", "PPL", False, "perplexity", AutoModelForCausalLM,
         lm_task, get_teacher,
     ),
     DIALOGUE_TASK: TestbedTask(
-        DIALOGUE_TASK, (DIALOGUE_TASK,), (DIALOGUE_TASK,), "accuracy", "hits@1 (%)", True, GPT2DoubleHeadsModel,
+        DIALOGUE_TASK, (DIALOGUE_TASK,), (DIALOGUE_TASK,), "accuracy", "hits@1 (%)", True, "hits@1", GPT2DoubleHeadsModel,
         dialogue_task, get_dialogue_teacher,
     ),
     SUMMARY_TASK: TestbedTask(
-        SUMMARY_TASK, (SUMMARY_TASK,), (SUMMARY_TASK,), "rouge2", "F1", True, BartForConditionalGeneration,
+        SUMMARY_TASK, (SUMMARY_TASK,), (SUMMARY_TASK,), "rouge2", "F1", True, "ROUGE F1", BartForConditionalGeneration,
         summary_task, get_summary_teacher, metrics=ROUGE_TYPES, test_split=SUMMARY_TEST_SPLIT, recipe_class=BartRecipe,
     ),
 }
