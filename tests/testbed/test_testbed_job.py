@@ -97,7 +97,8 @@ def test_untrained_rows_are_the_prepared_student_evaluated(tiny_job, shared_data
 
 
 def test_a_rerun_reuses_finished_runs_of_the_same_settings(tiny_job, shared_data, tmp_path, capsys):
-    """A grid killed halfway resumes at the run it was on: finished runs are read back, not retrained."""
+    """A grid killed halfway resumes at the run it was on: finished runs are read back, not retrained;
+    an untrained row is read back too, whatever the QAT settings (it has no training)."""
     import shutil
 
     from quantgpt.cli import main
@@ -107,8 +108,10 @@ def test_a_rerun_reuses_finished_runs_of_the_same_settings(tiny_job, shared_data
     shutil.copytree(out / "runs", runs)
     finished = runs / "quantgpt-2-2-8-seed1" / "testbed_result.json"
     before = finished.stat().st_mtime_ns
+    untrained = runs / "rtn-untrained-2-2-8" / "testbed_result.json"
+    untrained_before = untrained.stat().st_mtime_ns
     (runs / "laq-2-2-8-seed0" / "testbed_result.json").unlink()  # as if killed during this run
-    args = ["run", "--recipe", "tiny", "--methods", "quantgpt", "laq", "--seeds", "2", "--out", str(tmp_path / "out"),
+    args = ["run", "--recipe", "tiny", "--methods", "rtn-untrained", "quantgpt", "laq", "--seeds", "2", "--out", str(tmp_path / "out"),
             "--runs", str(runs), "--cache", str(cache), "--data-dir", str(shared_data), "--no-progress", "--threads", "1", "--no-figures"]
     assert main(args) == 0
     assert finished.stat().st_mtime_ns == before
@@ -116,5 +119,7 @@ def test_a_rerun_reuses_finished_runs_of_the_same_settings(tiny_job, shared_data
     old = {r["method"]: r["scores"] for r in json.loads((out / "table1.json").read_text())["rows"]}
     new = {r["method"]: r["scores"] for r in json.loads((tmp_path / "out" / "table1.json").read_text())["rows"]}
     assert new["quantgpt"] == old["quantgpt"] and new["laq"] == pytest.approx(old["laq"])
+    assert new["rtn-untrained"] == old["rtn-untrained"]
     assert main([*args[:-1], "--qat-steps", "3"]) == 0  # other settings: retrained
     assert finished.stat().st_mtime_ns != before
+    assert untrained.stat().st_mtime_ns == untrained_before

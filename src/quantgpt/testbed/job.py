@@ -238,10 +238,11 @@ def _quantization(chosen: Variant, bits: str) -> QuantConfig:
     return QuantConfig(method=chosen.method, bits=bits, **chosen.quantization)
 
 
-def _run_settings(job: TestbedJob, teacher: Teacher, name: str, bits: str, qat: QATRecipe) -> dict[str, Any]:
-    """Everything a finished run's result depends on: equal settings, equal result."""
+def _run_settings(job: TestbedJob, teacher: Teacher, name: str, bits: str, qat: QATRecipe | None) -> dict[str, Any]:
+    """Everything a finished run's result depends on: equal settings, equal result (`qat` None: untrained)."""
     return {
-        "task": job.task, "variant": name, "bits": bits, "teacher": teacher.summary["key"], "qat": qat.to_dict(),
+        "task": job.task, "variant": name, "bits": bits, "teacher": teacher.summary["key"],
+        "qat": None if qat is None else qat.to_dict(),
         "test_sets": list(job.test_sets),
         "quantization": _quantization(variant(name), bits).to_dict(), "format": RESULT_FORMAT,
     }
@@ -283,11 +284,16 @@ def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, prog
     return result
 
 
-def evaluate_untrained(job, teacher, name, bits, data_dir) -> MethodResult:
+def evaluate_untrained(job, teacher, name, bits, run_dir, data_dir) -> MethodResult:
     """An untrained variant: the teacher's student as `api.prepare` makes it, evaluated on
-    testbed-select and the test sets without a step of training (the paper's Figure 1 regime)."""
+    testbed-select and the test sets without a step of training (the paper's Figure 1 regime).
+    Its result is kept in `run_dir` like a trained run's, so a rerun or a resumed grid skips it."""
     chosen = variant(name)
     metric = job.testbed_task.metric
+    settings = _run_settings(job, teacher, name, bits, None)
+    reused = _reused(run_dir, settings)
+    if reused is not None:
+        return dataclasses.replace(reused, run_dir=None)
 
     def run() -> dict[str, float]:
         student = api.prepare(job.testbed_task.model_class.from_pretrained(str(teacher.model_dir)), _quantization(chosen, bits))
@@ -297,7 +303,11 @@ def evaluate_untrained(job, teacher, name, bits, data_dir) -> MethodResult:
     measured = measure(run)
     scores = dict(measured.value)
     select = scores.pop(SELECT_SPLIT)
-    return MethodResult(name, bits, None, select, scores, round(measured.wall_seconds, 1), round(measured.peak_rss_mib, 1), None)
+    result = MethodResult(name, bits, None, select, scores, round(measured.wall_seconds, 1), round(measured.peak_rss_mib, 1), None)
+    saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
+    _fresh(run_dir).mkdir(parents=True)
+    write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})
+    return result
 
 
 def full_precision_distillation(job, teacher, run_dir, data_dir, progress) -> MethodResult:
@@ -388,7 +398,7 @@ def run_testbed(
         tests = ", ".join(job.test_sets)
         if seed is None:
             stage(f"{name} {bits}: no training, {SELECT_SPLIT} and {tests} test")
-            result = evaluate_untrained(job, teacher, name, bits, data_dir)
+            result = evaluate_untrained(job, teacher, name, bits, runs_dir / f"{name}-{bits}", data_dir)
         else:
             stage(f"{name} {bits} seed {seed}: quantization-aware training, {job.qat.steps} steps, then {tests} test")
             result = quantize_with_method(job, teacher, name, bits, seed, runs_dir / f"{name}-{bits}-seed{seed}", data_dir, progress)
