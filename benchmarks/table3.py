@@ -7,8 +7,9 @@ seeds, with the untrained rows, beside the full-precision BART.
 
 The teacher (testbed/summaries.py): a BART of 3 + 3 layers, width 256, pretrained with BART's
 denoising objective on ../shared/data/corpus/nltk-2008 (1,500 steps, 31 to 47 minutes on 2 cores
-in three runs, cached under cache/), fine-tuned on the first 850 of the 1,000 local XSum pairs, selected by ROUGE-2
-on the next 50; every row is scored on the last 100 by beam search. Each QAT run keeps its final
+in three runs, cached under cache/), fine-tuned on the first 850 of the 1,000 local XSum pairs,
+selected by ROUGE-2 on the next 50; every row is scored on the last 100 by beam search (the 2-2-8
+table, 3 seeds: about 2 hours with the teacher). Each QAT run keeps its final
 step (one evaluation on testbed-select: beam search costs about as much as 50 steps). Writes
 docs/results/xsum/table3.md and .json; the run directories go to runs/table3/.
 """
