@@ -259,6 +259,12 @@ def _reused(run_dir: Path, settings: dict[str, Any]) -> MethodResult | None:
     return MethodResult(**{**saved["result"], "run_dir": run_dir})
 
 
+def _save_result(run_dir: Path, settings: dict[str, Any], result: MethodResult) -> None:
+    """The file `_reused` reads back: the run's settings and its result (without its folder)."""
+    saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
+    write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})
+
+
 def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, progress) -> MethodResult:
     """QAT of one variant (a registered method, the paper's or a peer library's, or a variant of
     one) with QAT seed `seed`, through `api.quantize` (prepare + distill), then its best model on
@@ -279,8 +285,7 @@ def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, prog
     best = run_dir / "best"
     scores = _test_scores(job, teacher, data_dir, lambda t, _: api.evaluate(best, t, job.testbed_task.test_split))
     result = _method_result(job, name, bits, run_dir, measured, scores, seed)
-    saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
-    write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})  # last: the run is finished
+    _save_result(run_dir, settings, result)  # last: the run is finished
     return result
 
 
@@ -304,9 +309,8 @@ def evaluate_untrained(job, teacher, name, bits, run_dir, data_dir) -> MethodRes
     scores = dict(measured.value)
     select = scores.pop(SELECT_SPLIT)
     result = MethodResult(name, bits, None, select, scores, round(measured.wall_seconds, 1), round(measured.peak_rss_mib, 1), None)
-    saved = {k: v for k, v in dataclasses.asdict(result).items() if k != "run_dir"}
     _fresh(run_dir).mkdir(parents=True)
-    write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})
+    _save_result(run_dir, settings, result)
     return result
 
 
