@@ -35,6 +35,7 @@ from .export import export_gguf, export_packed
 from .training.config import TrainingConfig
 from .training.loop import TrainResult, make_accelerator, train
 from .model_configs import load_model_config
+from .model_sources import gguf_origin, resolve_model_source
 from .training.models import check_model_source, fresh_model, freeze, pretrained_model, saved_model
 from .training.objectives import ObjectiveConfig, build_objective
 from .training.task import Task, task_class
@@ -82,6 +83,7 @@ def finetune(
     if (model is None) == (model_config is None):
         raise UsageError("pass exactly one of --model (pretrained) and --model-config (random initialization)")
     if model is not None:
+        model = resolve_model_source(model, "--model")
         check_model_source(model, "--model")
     else:
         config = load_model_config(model_config, vocab_size=len(task.tokenizer))
@@ -97,6 +99,7 @@ def finetune(
         "command": "finetune",
         "model": None if model is None else str(model),
         "model_config": model_config,
+        "model_gguf": None if model is None else gguf_origin(model),
         "task": task.config(),
         "objective": objective_config.to_dict(),
         "environment": _environment(),
@@ -172,12 +175,15 @@ def quantize(
 ) -> TrainResult:
     """Quantization-aware training from a saved full-precision `teacher` (a directory or hub name):
     `prepare` a student from it with `quantization`, then `distill` it from the teacher (`record`
-    adds entries to the run record)."""
+    adds entries to the run record). A `.gguf` teacher (or an embedded model's short name, e.g.
+    "smollm2-135m") is read through its cached `save_pretrained` copy (`resolve_model_source`), and
+    the record keeps the file's sha256."""
+    teacher = resolve_model_source(teacher, "--teacher")
     check_model_source(teacher, "--teacher")
     _check_data(task, training)
     teacher_model = pretrained_model(task.model_class(), teacher, role="--teacher")
     task.prepare_model(teacher_model)
-    record = {"teacher": str(teacher), **(record or {})}
+    record = {"teacher": str(teacher), "teacher_gguf": gguf_origin(teacher), **(record or {})}
     return distill(task, training, prepare(teacher_model, quantization), teacher_model, objective, record)
 
 

@@ -30,6 +30,8 @@ from transformers import BartTokenizerFast, GPT2TokenizerFast, PreTrainedTokeniz
 
 from quantgpt.tasks.errors import DataError
 
+TOKENIZER_GGUF = "tokenizer.gguf"  # llama.cpp's vocabulary of a model that came from a GGUF file
+
 GPT2_VOCAB_SIZE = 50257
 BART_VOCAB_SIZE = 50265
 GPT2_END_OF_TEXT = "<|endoftext|>"
@@ -87,10 +89,21 @@ def load_decoder_tokenizer(path_or_name: str | Path = "gpt2") -> Any:
     if directory is None or not (directory / "tokenizer.json").is_file():
         return load_gpt2_tokenizer(path_or_name)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    if (directory / TOKENIZER_GGUF).is_file():
+        tokenizer.gguf_vocabulary = directory / TOKENIZER_GGUF
     has_config = any((directory / name).is_file() for name in ("tokenizer_config.json", "special_tokens_map.json"))
     if not has_config and GPT2_END_OF_TEXT in tokenizer.get_vocab():
         tokenizer.add_special_tokens(dict.fromkeys(("bos_token", "eos_token", "unk_token"), GPT2_END_OF_TEXT))
     return tokenizer
+
+
+def save_tokenizer(tokenizer: Any, directory: str | Path) -> None:
+    """`save_pretrained`, plus the llama.cpp vocabulary it was loaded with (`tokenizer.gguf`, kept
+    beside a model that came from a GGUF file), so that a GGUF export copies the original metadata."""
+    tokenizer.save_pretrained(str(directory))
+    vocabulary = getattr(tokenizer, "gguf_vocabulary", None)
+    if vocabulary is not None:
+        shutil.copyfile(vocabulary, Path(directory) / TOKENIZER_GGUF)
 
 
 def build_bart_vocab(gpt2_vocab: dict[str, int], fairseq_dict_path: Path) -> dict[str, int]:

@@ -1,9 +1,11 @@
 """The GGUF export writes our codes and fp16 scales exactly, under llama.cpp's names and metadata.
 
 Every tensor is read back with gguf.GGUFReader and dequantized with gguf.quants.dequantize (the
-reference layouts of llama.cpp's Python package), then compared with codes x fp16 scales of the
-quantized model: zero difference. Tiny GPT-2, Llama and Qwen2 of width 256 (TQ blocks are 256
-wide); Llama's q/k rows are compared after llama.cpp's converter's own permutation.
+reference layouts of llama.cpp's Python package; for Q2_0, which it lacks, `reference_q2_0` below,
+written from llama.cpp's C definition), then compared with codes x fp16 scales of the quantized
+model: zero difference. Tiny GPT-2, Llama and Qwen2 of width 256 (TQ blocks are 256 wide), and a
+Llama of width 192 whose ternary matrices go to Q2_0 (blocks of 64); Llama's q/k rows are compared
+after llama.cpp's converter's own permutation.
 """
 
 from __future__ import annotations
@@ -94,9 +96,28 @@ def expected_tensors(model, position_bits, arch=gguf.MODEL_ARCH.GPT2):
     return expected
 
 
+def reference_q2_0(blocks: np.ndarray) -> np.ndarray:
+    """llama.cpp's dequantize_row_q2_0 (ggml-quants.c), element by element: block = fp16 d, then
+    16 bytes; element j is (((qs[j / 4] >> (2 (j % 4))) & 3) - 1) * d."""
+    rows = blocks.reshape(blocks.shape[0], -1, 18)
+    out = np.empty((rows.shape[0], rows.shape[1] * 64), dtype=np.float32)
+    for r, row in enumerate(rows):
+        for b, block in enumerate(row):
+            d = np.float32(block[:2].view(np.float16)[0])
+            for j in range(64):
+                out[r, b * 64 + j] = (int((block[2 + j // 4] >> (2 * (j % 4))) & 3) - 1) * d
+    return out
+
+
+def dequantized(tensor) -> np.ndarray:
+    if tensor.tensor_type.name == "Q2_0":
+        return reference_q2_0(np.asarray(tensor.data))
+    return gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+
+
 def read_back(path):
     reader = gguf.GGUFReader(path)
-    tensors = {t.name: (t.tensor_type.name, gguf.quants.dequantize(t.data, t.tensor_type)) for t in reader.tensors}
+    tensors = {t.name: (t.tensor_type.name, dequantized(t)) for t in reader.tensors}
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
     return tensors, fields
 
@@ -221,15 +242,42 @@ def test_encode_blocks_matches_gguf_layouts_for_extreme_codes():
         blocks = encode_blocks(clipped, scales, qtype)
         assert blocks.shape == (1, 256 // gguf.GGML_QUANT_SIZES[qtype][0] * gguf.GGML_QUANT_SIZES[qtype][1])
         assert np.array_equal(gguf.quants.dequantize(blocks, qtype), clipped.astype(np.float32) * 0.125), qtype.name
+    ternary = np.clip(codes, -1, 1)
+    blocks = encode_blocks(ternary, scales, gguf.GGMLQuantizationType.Q2_0)
+    assert blocks.shape == (1, 4 * 18) and blocks[0, :2].view(np.float16)[0] == 0.125  # d leads each block
+    assert np.array_equal(reference_q2_0(blocks), ternary.astype(np.float32) * 0.125)
 
 
 def test_a_width_no_block_fits_names_the_tensor_and_the_types_that_fit(tmp_path, tokenizer):
-    with pytest.raises(UsageError, match=r"^token_embd\.weight \(transformer\.wte\.weight\): input width 96 is not a "
-                       r"multiple of 256, the block of TQ2_0; .* at this width: Q4_0, Q8_0"):
+    with pytest.raises(UsageError, match=r"^token_embd\.weight \(transformer\.wte\.weight\): input width 96 is a "
+                       r"multiple of no block of the GGUF types that hold its 2-bit codes exactly \(TQ2_0 \(256\), "
+                       r"Q2_0 \(64\) columns\)"):
         export_gguf(gpt2(tokenizer, width=96), tmp_path / "m.gguf", tokenizer=tokenizer)
     assert not (tmp_path / "m.gguf").exists()
-    with pytest.raises(UsageError, match=r"input width 48 is not a multiple of 32, the block of Q4_0; .*: none"):
+    with pytest.raises(UsageError, match=r"input width 48 is a multiple of no block .* 4-bit codes exactly \(Q4_0 \(32\)"):
         export_gguf(gpt2(tokenizer, width=48, bits="4-4-8"), tmp_path / "m.gguf", tokenizer=tokenizer)
+    assert not (tmp_path / "m.gguf").exists()
+
+
+@pytest.mark.parametrize("ternary_type", ["tq2_0", "tq1_0"])
+def test_ternary_types_follow_each_tensor_s_input_width(tmp_path, tokenizer, ternary_type):
+    """SmolLM2's shape in small: width 192 (3 x 64, no multiple of 256) and a feed-forward of 256.
+    Matrices that read the width go to Q2_0, the down projection (input 256) to the TQ type."""
+    model = rope_decoder(LlamaForCausalLM, tokenizer, "2-2-8", "tiny-llama", hidden_size=192, intermediate_size=256,
+                         num_attention_heads=3, num_key_value_heads=1, head_dim=64)
+    result = export_gguf(model, tmp_path / "m.gguf", tokenizer=tokenizer, ternary_type=ternary_type)
+    tensors, fields = read_back(result.path)
+    expected = expected_tensors(model, None, gguf.MODEL_ARCH.LLAMA)
+    for name, want in expected.items():
+        assert np.array_equal(tensors[name][1], want), name
+    types = {name: kind for name, (kind, _) in tensors.items()}
+    assert result.tensor_types == types
+    for layer in range(2):
+        for part in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"):
+            assert types[f"blk.{layer}.{part}.weight"] == "Q2_0"
+        assert types[f"blk.{layer}.ffn_down.weight"] == ternary_type.upper()
+    assert types["token_embd.weight"] == types["output.weight"] == "Q2_0"
+    assert fields["general.file_type"] == gguf.LlamaFileType.MOSTLY_Q2_0  # most of the bytes
 
 
 def test_two_scale_codes_are_refused_not_rounded(tmp_path, tokenizer):
@@ -291,6 +339,6 @@ def test_an_unknown_pre_tokenizer_is_refused_before_anything_is_encoded(tmp_path
         raise AssertionError("a tensor was encoded before the tokenizer was checked")
 
     monkeypatch.setattr(gguf_writer, "_quantized_tensor", no_encoding)
-    with pytest.raises(UsageError, match="pre-tokenizer Metaspace .* no llama.cpp equivalent"):
+    with pytest.raises(UsageError, match="llama.cpp does not know its pre-tokenizer .* not GPT-2's byte-level BPE"):
         export_gguf(model, tmp_path / "m.gguf", tokenizer=metaspace)
     assert not list(tmp_path.iterdir())

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..api import evaluate
 from ..errors import MissingInputError, UsageError
 from ..model_files import check_model_dir
+from ..model_sources import resolve_model_source
 from ..jsonio import dumps_json
 from ..harness import print_lm_eval
 from ..training.loop import make_accelerator
@@ -18,7 +19,7 @@ HELP = "evaluate a saved model (quantized or full precision) on a task split"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", nargs="?", metavar="DIR", help="a saved model directory, e.g. RUN/best")
+    parser.add_argument("model_dir", nargs="?", metavar="DIR", help="a saved model directory (e.g. RUN/best), a .gguf file, or smollm2-135m")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.model_dir:
         raise UsageError("evaluate needs the model directory: quantgpt evaluate DIR --task ...")
+    args.model_dir = resolve_model_source(args.model_dir, "evaluate")  # a .gguf file: its cached directory
     if not Path(args.model_dir).is_dir():
         raise MissingInputError(f"{args.model_dir}: no such model directory")
     check_model_dir(args.model_dir)  # a damaged model fails before the data loads

@@ -14,6 +14,7 @@ from ..api import finetune
 from ..training.config import TrainingConfig
 from ..training.interrupt import SIGTERM_EXIT_CODE, TrainingInterrupted
 from ..training.loop import TrainResult, check_run_dir
+from ..model_sources import resolve_model_source
 from ..training.models import check_model_source, tokenizer_source
 from ..training.task import TASKS, DataOptions, Task, task_class
 
@@ -66,7 +67,7 @@ def run_training(start) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model")
-    source.add_argument("--model", help="pretrained model: a local directory or a hub name (e.g. gpt2)")
+    source.add_argument("--model", help="pretrained model: a local directory, a hub name (e.g. gpt2), a .gguf file, or smollm2-135m")
     source.add_argument("--model-config", help="or a random model: tiny, tiny-bart, tiny-llama, tiny-qwen2, tiny-opt, gpt2, bart-base or a config.json")
     add_task_arguments(parser)
     add_training_arguments(parser, learning_rate=5e-5)
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     training = training_config_from_args(args)
     check_run_dir(training.output_dir, training.resume)  # before any model or data is loaded
     if args.model is not None:
+        args.model = resolve_model_source(args.model, "--model")  # a .gguf file: its cached directory
         check_model_source(args.model, "--model")
     task = task_from_args(args, args.model)
 

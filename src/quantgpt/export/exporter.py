@@ -34,6 +34,7 @@ from ..errors import MissingInputError, OutputPathError, UsageError
 from ..layers import QuantEmbedding, QuantLinear, QuantTiedHead
 from ..quantizers import ActivationQuantizer, RoundToNearestQuantizer
 from ..serialization import CheckpointError, load_quantized
+from ..tokenization import TOKENIZER_GGUF, save_tokenizer
 from .output_path import check_output_path, staged_output
 from .packed_format import FORMAT_NAME, INDEX_FILE, WEIGHTS_FILE, DenseTensor, Entry, PackedTensor, write_packed
 
@@ -46,6 +47,7 @@ TOKENIZER_FILES = (
     "vocab.json",
     "merges.txt",
     "chat_template.jinja",
+    TOKENIZER_GGUF,
 )
 # Everything an export may write (a tokenizer's save_pretrained names included); `--overwrite`
 # refuses a folder holding anything else, which is the user's, not ours to delete.
@@ -272,7 +274,7 @@ def export_packed(
             if source_dir is not None:
                 copy_tokenizer_files(source_dir, staging)
             if tokenizer is not None:
-                tokenizer.save_pretrained(staging)
+                save_tokenizer(tokenizer, staging)
             generation_config = getattr(model, "generation_config", None)
             if generation_config is not None:
                 generation_config.save_pretrained(staging)

@@ -10,14 +10,16 @@ saying how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputFileError, UsageError
-from .gguf_writer import is_gguf_file
+from ..model_sources import is_gguf_file
 
 INSTALL_HINT = "pip install 'quantgpt[gguf]' (it builds llama.cpp; CMAKE_ARGS=\"-DLLAVA_BUILD=OFF\" skips its vision part)"
 # Transformers' sampling defaults, so that `--do-sample` means the same for both runtimes.
@@ -44,10 +46,37 @@ def _llama_class() -> Any:
     return Llama
 
 
+@contextlib.contextmanager
+def _weights_not_repacked() -> Iterator[None]:
+    """Load without llama.cpp's extra CPU buffer types (its `--no-repack`).
+
+    With them, llama.cpp as built by llama-cpp-python 0.3.36 dies of SIGSEGV computing the logits
+    of every position of SmolLM2-135M (width 576), in its Q4_1 file as in ours (measured on this
+    AVX-512/AMX machine; one position at a time runs). llama-cpp-python has no flag for it, so its
+    default model parameters are wrapped while the model loads.
+    """
+    import llama_cpp
+
+    module = llama_cpp.llama_cpp
+    default = module.llama_model_default_params
+
+    def without_extra_buffers():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = default
+
+
 def load_gguf(path: str | Path, *, threads: int | None = None, n_ctx: int = 0, logits_all: bool = False) -> Any:
     """A `llama_cpp.Llama` over the file; `n_ctx=0` takes the model's context length.
 
-    `logits_all=True` keeps the logits of every evaluated position (for scoring), not only the last.
+    `logits_all=True` keeps the logits of every evaluated position (for scoring), not only the last;
+    the weights are then not repacked (see `_weights_not_repacked`).
     """
     path = Path(path).expanduser()
     if not is_gguf_file(path):
@@ -55,10 +84,11 @@ def load_gguf(path: str | Path, *, threads: int | None = None, n_ctx: int = 0, l
     Llama = _llama_class()
     threads = threads or os.cpu_count() or 1
     try:
-        return Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-            logits_all=logits_all, verbose=False,
-        )
+        with _weights_not_repacked() if logits_all else contextlib.nullcontext():
+            return Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                logits_all=logits_all, verbose=False,
+            )
     except ValueError as error:  # llama-cpp-python's "Failed to load model from file"
         raise InputFileError(f"{path}: llama.cpp cannot load it ({str(error).splitlines()[0]})") from None
 

@@ -6,10 +6,14 @@ The weights are the packed export's: the same integer codes and the same fp16 sc
     bits   GGML type                 block  block bytes  a block dequantizes to
     2      TQ2_0 (default, fastest)  256    66           (trit - 1) * d, trit = code + 1
     2      TQ1_0 (smallest)          256    54           the same, five trits a byte
+    2      Q2_0 (width % 256 != 0)   64     18           (q - 1) * d, q = code + 1
     3-4    Q4_0                      32     18           (nibble - 8) * d, nibble = code + 8
     5-8    Q8_0                      32     34           int8 * d, int8 = code
 
-with d = alpha / k, the stored scale. A per-matrix scale becomes every block's `d`, the word
+with d = alpha / k, the stored scale. The type is chosen per tensor by its input width: a ternary
+matrix goes to TQ2_0 (or TQ1_0) where the width is a multiple of 256 and to Q2_0 where it is a
+multiple of 64 (SmolLM2's 576, Qwen2.5-0.5B's 896), never to a type of more bits; a width no
+type fits is an error. A per-matrix scale becomes every block's `d`, the word
 embedding's per-row scale the `d` of each of its row's blocks. The tied LM head is not written:
 llama.cpp then multiplies by the token embedding; an untied one is `output.weight`, row-wise like
 the embedding. Llama's (and Mistral's) q/k rows are reordered as llama.cpp's converter reorders
@@ -27,6 +31,8 @@ written by `gguf.GGUFWriter`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -39,12 +45,12 @@ import torch
 from torch import nn
 
 from ..errors import InputFileError, OutputPathError, QuantgptError, UsageError
+from ..model_sources import is_gguf_file
 from ..serialization import load_quantized
 from .exporter import fp32_parameter_bytes, packed_entries, resolve_quantized_dir
 from .output_path import check_output_path, staged_output
 from .packed_format import DenseTensor, PackedTensor
 
-GGUF_MAGIC = b"GGUF"
 TERNARY_TYPES = ("tq2_0", "tq1_0")
 DEFAULT_TERNARY_TYPE = "tq2_0"
 
@@ -203,32 +209,36 @@ def gguf_architecture_of(model: nn.Module) -> GGUFArchitecture:
 # ------------------------------------------------------------------------------ block encoding
 
 
-def ggml_type_for(bits: int, ternary_type: str = DEFAULT_TERNARY_TYPE):
-    """The GGML type that holds `bits`-bit codes and one scale a block exactly."""
-    gguf = _gguf()
+# The block types that hold `bits`-bit codes with one fp16 scale a block exactly, in order of
+# preference (the ternary type asked for first, then Q2_0 for widths that are not multiples of 256).
+def exact_types(bits: int, ternary_type: str = DEFAULT_TERNARY_TYPE) -> list[str]:
     if bits == 2:
-        return gguf.GGMLQuantizationType[ternary_type.upper()]
-    return gguf.GGMLQuantizationType.Q4_0 if bits <= 4 else gguf.GGMLQuantizationType.Q8_0
+        return [ternary_type.upper(), "Q2_0"]
+    return ["Q4_0"] if bits <= 4 else ["Q8_0"]
 
 
-def _exact_types(bits: int) -> list:
-    """Every GGML block type that holds `bits`-bit codes exactly with one scale a block."""
+def ggml_type_for(bits: int, width: int, ternary_type: str = DEFAULT_TERNARY_TYPE, label: str = "tensor"):
+    """The GGML type for a matrix of `bits`-bit codes and input `width` (see the module's table).
+
+    Q2_0 (type 42) is known only to the gguf-py that comes with a llama.cpp that has it; with an
+    older gguf a width that needs it is an error saying how to get that gguf.
+    """
     gguf = _gguf()
-    types = [gguf.GGMLQuantizationType.TQ2_0, gguf.GGMLQuantizationType.TQ1_0] if bits == 2 else []
-    if bits <= 4:
-        types.append(gguf.GGMLQuantizationType.Q4_0)
-    return types + [gguf.GGMLQuantizationType.Q8_0]
-
-
-def _check_width(label: str, width: int, bits: int, qtype) -> None:
-    gguf = _gguf()
-    block = gguf.GGML_QUANT_SIZES[qtype][0]
-    if width % block == 0:
-        return
-    fitting = [t.name for t in _exact_types(bits) if width % gguf.GGML_QUANT_SIZES[t][0] == 0]
+    names = exact_types(bits, ternary_type)
+    for name in names:
+        qtype = getattr(gguf.GGMLQuantizationType, name, None)
+        if qtype is None:
+            raise MissingGGUFError(
+                f"{label}: input width {width} needs GGML type {name}, which the installed gguf package does not know; "
+                "install the gguf-py of the llama.cpp you run (pip install --no-deps "
+                "'<llama.cpp source>/gguf-py'; `make test` installs the one in llama-cpp-python's source)"
+            )
+        if width % gguf.GGML_QUANT_SIZES[qtype][0] == 0:
+            return qtype
+    blocks = ", ".join(f"{name} ({gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[name]][0]})" for name in names)
     raise UsageError(
-        f"{label}: input width {width} is not a multiple of {block}, the block of {qtype.name}; GGUF types that "
-        f"hold its {bits}-bit codes at this width: {', '.join(fitting) if fitting else 'none'} (use the packed format)"
+        f"{label}: input width {width} is a multiple of no block of the GGUF types that hold its {bits}-bit codes "
+        f"exactly ({blocks} columns); use the packed format"
     )
 
 
@@ -246,7 +256,12 @@ def encode_blocks(codes: np.ndarray, scales: np.ndarray, qtype) -> np.ndarray:
     per_row = width // block
     d = np.repeat(scales.astype(np.float16), per_row).reshape(-1, 1).view(np.uint8)  # (blocks, 2)
     flat = codes.reshape(-1, block)
-    if qtype in (gguf.GGMLQuantizationType.TQ1_0, gguf.GGMLQuantizationType.TQ2_0):
+    if qtype.name == "Q2_0":
+        # Built here from llama.cpp's block_q2_0 (ggml-common.h), since gguf-py has no Q2_0 quantizer:
+        # d first, then q = code + 1 in two bits, element j at bits 2 (j % 4) of byte j / 4.
+        q = (flat.astype(np.int16) + 1).astype(np.uint8).reshape(len(flat), block // 4, 4)
+        blocks = np.concatenate([d, q[..., 0] | (q[..., 1] << 2) | (q[..., 2] << 4) | (q[..., 3] << 6)], axis=1)
+    elif qtype in (gguf.GGMLQuantizationType.TQ1_0, gguf.GGMLQuantizationType.TQ2_0):
         blocks = gguf.quants.quantize(flat.astype(np.float32), qtype).reshape(-1, block_bytes)
         blocks[:, -2:] = d  # TQ1_0 and TQ2_0 end with d
     elif qtype == gguf.GGMLQuantizationType.Q4_0:
@@ -256,8 +271,26 @@ def encode_blocks(codes: np.ndarray, scales: np.ndarray, qtype) -> np.ndarray:
     elif qtype == gguf.GGMLQuantizationType.Q8_0:
         blocks = np.concatenate([d, flat.astype(np.int8).view(np.uint8)], axis=1)
     else:
-        raise ValueError(f"{qtype.name} is not one of the exact types TQ2_0, TQ1_0, Q4_0, Q8_0")
+        raise ValueError(f"{qtype.name} is not one of the exact types TQ2_0, TQ1_0, Q2_0, Q4_0, Q8_0")
     return np.ascontiguousarray(blocks).reshape(rows, per_row * block_bytes)
+
+
+def dequantize_q2_0(blocks: np.ndarray) -> np.ndarray:
+    """llama.cpp's `dequantize_row_q2_0` (ggml-quants.c) in numpy: (q - 1) * d for each 2-bit q.
+
+    `blocks` is uint8 (rows, n x 18); returns float32 (rows, n x 64). Written from llama.cpp's
+    definition because gguf-py's `quants.dequantize` has no Q2_0.
+    """
+    rows = blocks.shape[0]
+    flat = blocks.reshape(-1, 18)
+    d = flat[:, :2].copy().view(np.float16).astype(np.float32)
+    q = (flat[:, 2:, None] >> np.array([0, 2, 4, 6], dtype=np.uint8)) & 3
+    return ((q.reshape(-1, 64).astype(np.float32) - 1) * d).reshape(rows, -1)
+
+
+def dequantize_blocks(blocks: np.ndarray, qtype) -> np.ndarray:
+    """The values a GGML tensor holds: gguf's dequantization, or llama.cpp's for Q2_0."""
+    return dequantize_q2_0(blocks) if qtype.name == "Q2_0" else _gguf().quants.dequantize(blocks, qtype)
 
 
 def _row_scales(entry: PackedTensor, label: str) -> np.ndarray:
@@ -275,17 +308,15 @@ def _row_scales(entry: PackedTensor, label: str) -> np.ndarray:
 
 
 def _quantized_tensor(entry: PackedTensor, label: str, qtype, row_order: np.ndarray | None = None) -> np.ndarray:
-    gguf = _gguf()
     if len(entry.shape) != 2:
         raise ValueError(f"{label}: a quantized tensor of shape {entry.shape} is not a matrix")
-    _check_width(label, entry.shape[1], entry.bits, qtype)
     codes = entry.codes().numpy()
     scales = _row_scales(entry, label)
     if row_order is not None:
         codes, scales = codes[row_order], scales[row_order]
     blocks = encode_blocks(codes, scales, qtype)
     expected = codes.astype(np.float32) * scales.astype(np.float32)[:, None]
-    if not np.array_equal(gguf.quants.dequantize(blocks, qtype), expected):
+    if not np.array_equal(dequantize_blocks(blocks, qtype), expected):
         raise RuntimeError(f"{label}: the {qtype.name} blocks do not dequantize to codes x scales (a bug in quantgpt)")
     return blocks
 
@@ -293,25 +324,53 @@ def _quantized_tensor(entry: PackedTensor, label: str, qtype, row_order: np.ndar
 # ------------------------------------------------------------------------------ tokenizer
 
 
-def _pre_tokenizer(tokenizer: Any) -> str:
-    """llama.cpp's name for the tokenizer's pre-tokenization (`tokenizer.ggml.pre`).
+PRE_TOKENIZER_TABLE = Path(__file__).with_name("llama_cpp_pre_tokenizers.json")
 
-    llama.cpp's converter recognizes a pre-tokenizer by hashing the ids of a probe text, which only
-    works for published vocabularies; a vocabulary trained here is recognized by its configuration.
-    """
+
+@functools.cache
+def pre_tokenizer_table() -> dict[str, Any]:
+    """llama.cpp's converter's probe text and its table of probe-id hashes -> `tokenizer.ggml.pre`
+    (data copied from llama.cpp; where from is in the file's "source")."""
+    return json.loads(PRE_TOKENIZER_TABLE.read_text(encoding="utf-8"))
+
+
+def probe_hash(tokenizer: Any) -> str:
+    """The converter's `chkhsh`: sha256 of the repr of the probe text's ids (special tokens added,
+    as its `tokenizer.encode(chktxt)` adds them)."""
+    ids = tokenizer.encode(pre_tokenizer_table()["probe_text"])
+    return hashlib.sha256(str(list(ids)).encode()).hexdigest()
+
+
+def _is_plain_byte_level_bpe(tokenizer: Any) -> bool:
+    """GPT-2's pre-tokenization: a byte-level BPE with GPT-2's regex, no normalizer, no prefix space."""
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model, pre, normalizer = spec.get("model") or {}, spec.get("pre_tokenizer") or {}, spec.get("normalizer")
-    if (
+    return (
         model.get("type") == "BPE"
         and normalizer is None
         and pre.get("type") == "ByteLevel"
         and pre.get("use_regex", True)
         and not pre.get("add_prefix_space", False)
-    ):
+    )
+
+
+def pre_tokenizer_name(tokenizer: Any) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenization (`tokenizer.ggml.pre`).
+
+    As llama.cpp's converter does it: the hash of the probe text's ids, looked up in its table
+    (gpt-2, llama-bpe, qwen2, smollm, ...). A vocabulary trained here (the testbed's) matches no
+    published hash; it is GPT-2's pre-tokenization when its configuration is GPT-2's exactly.
+    """
+    digest = probe_hash(tokenizer)
+    known = pre_tokenizer_table()["by_hash"].get(digest)
+    if known is not None:
+        return known["pre"]
+    if _is_plain_byte_level_bpe(tokenizer):
         return "gpt-2"
     raise UsageError(
-        f"tokenizer: {model.get('type')} with pre-tokenizer {pre.get('type')} and normalizer "
-        f"{(normalizer or {}).get('type')} has no llama.cpp equivalent known to quantgpt (GPT-2's byte-level BPE has)"
+        f"tokenizer: llama.cpp does not know its pre-tokenizer (probe hash {digest[:12]}... is not in llama.cpp's "
+        "converter table, and it is not GPT-2's byte-level BPE), so llama.cpp would split text differently; "
+        "use a tokenizer llama.cpp supports, or export in the packed format"
     )
 
 
@@ -327,11 +386,13 @@ def _vocabulary(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
     for token_id in range(vocab_size):
         if token_id not in reverse:
             tokens.append(f"[PAD{token_id}]")
-            types.append(gguf.TokenType.USER_DEFINED)
+            types.append(gguf.TokenType.UNUSED)
         elif reverse[token_id] in added:
-            tokens.append(tokenizer.decode(tokenizer.encode(reverse[token_id])))
-            special = tokenizer.added_tokens_decoder[token_id].special
-            types.append(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
+            token, decoder = reverse[token_id], tokenizer.added_tokens_decoder[token_id]
+            if not decoder.normalized:  # llama.cpp takes added tokens as pre-normalized
+                token = tokenizer.decode(tokenizer.encode(token, add_special_tokens=False))
+            tokens.append(token)
+            types.append(gguf.TokenType.CONTROL if decoder.special else gguf.TokenType.USER_DEFINED)
         else:
             tokens.append(reverse[token_id])
             types.append(gguf.TokenType.NORMAL)
@@ -340,17 +401,29 @@ def _vocabulary(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
 
 @dataclass(frozen=True)
 class _TokenizerFields:
-    """The tokenizer as llama.cpp reads it, checked before anything is encoded or written."""
+    """The tokenizer as llama.cpp reads it, checked before anything is encoded or written: either
+    the `tokenizer.*` fields of the GGUF file the model came from (`copied`, as they were), or a
+    Transformers tokenizer as llama.cpp's converter writes it."""
 
-    pre: str
-    tokens: list[str]
-    types: list[int]
-    special: Any  # gguf.SpecialVocab: merges and special token ids
+    copied: dict[str, tuple[Any, Any, Any]] | None = None
+    pre: str | None = None
+    tokens: list[str] | None = None
+    types: list[int] | None = None
+    special: Any = None  # gguf.SpecialVocab: merges and special token ids
 
 
 def _tokenizer_fields(tokenizer: Any, vocab_size: int) -> _TokenizerFields:
     gguf = _gguf()
-    pre = _pre_tokenizer(tokenizer)
+    vocabulary = getattr(tokenizer, "gguf_vocabulary", None)
+    if vocabulary is not None:
+        from ..model_sources import read_tokenizer_gguf
+
+        copied = read_tokenizer_gguf(vocabulary)
+        tokens = copied.get("tokenizer.ggml.tokens", ([],))[0]
+        if len(tokens) != vocab_size:
+            raise UsageError(f"{vocabulary}: {len(tokens)} tokens, but the model's vocabulary is {vocab_size}")
+        return _TokenizerFields(copied=copied)
+    pre = pre_tokenizer_name(tokenizer)
     tokens, types = _vocabulary(tokenizer, vocab_size)
     # SpecialVocab reads merges and special tokens from saved files, as in the converter.
     with tempfile.TemporaryDirectory(prefix="quantgpt-gguf-tokenizer-") as saved:
@@ -359,10 +432,14 @@ def _tokenizer_fields(tokenizer: Any, vocab_size: int) -> _TokenizerFields:
     if not special.merges:
         raise UsageError("tokenizer: no BPE merges found; llama.cpp needs them to tokenize")
     special.add_special_token.setdefault("bos", False)  # GPT-2 prepends nothing; llama.cpp must not either
-    return _TokenizerFields(pre, tokens, types, special)
+    return _TokenizerFields(pre=pre, tokens=tokens, types=types, special=special)
 
 
 def _add_tokenizer(writer: Any, fields: _TokenizerFields) -> None:
+    if fields.copied is not None:
+        for key, (value, value_type, sub_type) in fields.copied.items():
+            writer.add_key_value(key, value, value_type, sub_type=sub_type)
+        return
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(fields.pre)
     writer.add_token_list(fields.tokens)
@@ -371,6 +448,15 @@ def _add_tokenizer(writer: Any, fields: _TokenizerFields) -> None:
 
 
 # ------------------------------------------------------------------------------ writing
+
+
+def _main_type(tensors: list[tuple[str, np.ndarray, Any]]):
+    """The block type holding the most bytes of quantized weights (the file's `general.file_type`)."""
+    sizes: dict[Any, int] = {}
+    for _, data, qtype in tensors:
+        if data.dtype == np.uint8:
+            sizes[qtype] = sizes.get(qtype, 0) + data.nbytes
+    return max(sizes, key=sizes.get)
 
 
 @dataclass(frozen=True)
@@ -385,15 +471,6 @@ class GGUFExportResult:
     @property
     def ratio(self) -> float:
         return self.fp32_bytes / self.file_bytes
-
-
-def is_gguf_file(path: str | Path) -> bool:
-    """True when `path` is a file that starts with the GGUF magic."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        return False
-    with open(path, "rb") as handle:
-        return handle.read(4) == GGUF_MAGIC
 
 
 def _load_tokenizer(directory: Path) -> Any:
@@ -472,7 +549,7 @@ def export_gguf(
         label = f"{gguf_name} ({entry.name})"
         row_order = architecture.row_order(entry.name, config) if architecture.row_order else None
         if isinstance(entry, PackedTensor):
-            qtype = ggml_type_for(entry.bits, ternary_type)
+            qtype = ggml_type_for(entry.bits, entry.shape[-1], ternary_type, label)
             tensors.append((gguf_name, _quantized_tensor(entry, label, qtype, row_order), qtype))
             continue
         assert isinstance(entry, DenseTensor)
@@ -485,7 +562,7 @@ def export_gguf(
             raise UsageError(f"{label}: a value overflows float16")
         tensors.append((gguf_name, half.numpy(), gguf.GGMLQuantizationType.F16))
 
-    file_type = gguf.LlamaFileType[f"MOSTLY_{ggml_type_for(quant_config.bits.weight, ternary_type).name}"]
+    file_type = gguf.LlamaFileType[f"MOSTLY_{_main_type(tensors).name}"]
 
     def write(path: Path) -> None:
         writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[architecture.arch]])

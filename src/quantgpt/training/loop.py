@@ -30,6 +30,7 @@ from ..convert import after_optimizer_step
 from ..durable import replace_directory
 from ..errors import InputFileError, TrainingDivergedError, UsageError
 from ..model_files import quiet_progress_bars
+from ..tokenization import save_tokenizer
 from .checkpoints import BEST_DIR, CHECKPOINTS_DIR, TRAINER_STATE, CheckpointManager
 from .config import TrainingConfig
 from .data import StepBatchSampler
@@ -282,7 +283,7 @@ class _Run:
         with quiet_progress_bars():
             self.student().save_pretrained(tmp)
         if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(tmp)
+            save_tokenizer(self.tokenizer, tmp)
         replace_directory(tmp, self.run_dir / BEST_DIR)
 
     def save_checkpoint(self, step: int) -> Path:
