@@ -82,6 +82,14 @@ def edit_config(directory: Path, **changes) -> Path:
     return directory
 
 
+def edit_quantization(directory: Path, drop: str | None = None, **changes) -> Path:
+    config = json.loads((directory / "config.json").read_text())
+    config["quantization_config"].update(changes)
+    config["quantization_config"].pop(drop, None)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
 def pickle_only(directory: Path, marker: Path) -> Path:
     """`directory` with its safetensors weights replaced by a hostile pytorch_model.bin."""
     (directory / "model.safetensors").unlink()
@@ -208,6 +216,26 @@ CASES["quantize: no --teacher (argparse)"] = lambda b, t: ["quantize", "--output
 
 for name in EVALUATE_CASES:
     CASES[f"evaluate: {name}"] = (lambda n: lambda b, t: evaluate_argv(_quantized(DAMAGED_MODELS[n])(b, t)))(name)
+# A saved quantization_config must be complete and agree with the weights: a missing field is
+# never filled with its default (a 4-4-8 model without `bits` would load as 2-2-8).
+DAMAGED_QUANTIZATION = {
+    "quantization_config without bits": lambda d: edit_quantization(d, drop="bits"),
+    "quantization_config without method": lambda d: edit_quantization(d, drop="method"),
+    "quantization_config without quant_method": lambda d: edit_quantization(d, drop="quant_method"),
+    "quantization_config a list": lambda d: edit_config(d, quantization_config=["quantgpt"]),
+    "quantization_config null": lambda d: edit_config(d, quantization_config=None),
+    "quantization_config bits 9-2-8": lambda d: edit_quantization(d, bits="9-2-8"),
+    "quantization_config of another library": lambda d: edit_quantization(d, quant_method="bitsandbytes"),
+    "quantization_config method pact over QuantGPT's scales": lambda d: edit_quantization(d, method="pact"),
+    "quantization_config method rtn over QuantGPT's scales": lambda d: edit_quantization(d, method="rtn"),
+}
+for name in DAMAGED_QUANTIZATION:
+    CASES[f"evaluate: {name}"] = (lambda n: lambda b, t: evaluate_argv(_quantized(DAMAGED_QUANTIZATION[n])(b, t)))(name)
+for name in ("quantization_config without bits", "quantization_config method pact over QuantGPT's scales"):
+    CASES[f"export: {name}"] = (lambda n: lambda b, t: [
+        "export", str(_quantized(DAMAGED_QUANTIZATION[n])(b, t)), str(t / "out")])(name)
+CASES["size: quantization_config without bits"] = lambda b, t: [  # size reads config.json only, the weights never
+    "size", "--model-config", str(_quantized(DAMAGED_QUANTIZATION["quantization_config without bits"])(b, t)), "--bits", "2-2-8"]
 CASES["evaluate: a lone pickle pytorch_model.bin"] = lambda b, t: evaluate_argv(
     _teacher(lambda d: pickle_only(d, t / "UNPICKLED"))(b, t))
 CASES["evaluate: a missing directory"] = lambda b, t: evaluate_argv(t / "missing")
