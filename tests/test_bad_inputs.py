@@ -296,6 +296,15 @@ for name, text in YAML_FILES.items():
         "quantize", "--config", str(_write("flags.yaml", x.replace("{tmp}", str(t)).encode("latin-1"))(b, t))])(text)
 CASES["quantize --config: a missing file"] = lambda b, t: ["quantize", "--config", str(t / "none.yaml")]
 CASES["quantize --config: no file named"] = lambda b, t: ["quantize", "--config"]
+def run_argv(tmp: Path, *extra) -> list:
+    return ["run", "--recipe", "tiny", "--out", str(tmp / "results"), "--cache", str(tmp / "cache"), "--no-progress", *extra]
+
+
+# Wrong statistics: a method named twice trained its seed twice and counted two seeds.
+CASES["run: --methods quantgpt quantgpt"] = lambda b, t: run_argv(t, "--methods", "quantgpt", "quantgpt")
+CASES["run: --bits 2-2-8 2-2-8"] = lambda b, t: run_argv(t, "--bits", "2-2-8", "2-2-8")
+CASES["run: --bits with no value"] = lambda b, t: run_argv(t, "--bits")
+CASES["run: --test-sets ptb ptb"] = lambda b, t: run_argv(t, "--test-sets", "ptb", "ptb")
 CASES["no command (argparse)"] = lambda b, t: []
 CASES["unknown command (argparse)"] = lambda b, t: ["compress"]
 

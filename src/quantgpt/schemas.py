@@ -95,9 +95,15 @@ def _finite(value: Any, minimum: float = 0.0) -> bool:
     return is_number(value) and math.isfinite(value) and value >= minimum
 
 
+def _score(value: Any) -> bool:
+    """A metric: a finite number >= 0, or null (a diverged one, written as null by `jsonio`)."""
+    return value is None or _finite(value)
+
+
 def testbed_result_from_saved(data: Any, source: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(settings, result) of a testbed run's `testbed_result.json` contents `data`: settings an
-    object; result the fields of a `MethodResult` but its folder, every score a finite number >= 0."""
+    object; result the fields of a `MethodResult` but its folder, every score a finite number >= 0
+    or null (diverged: returned as NaN, as the run's own non-finite score was written null)."""
     where = f"{source}:"
     if not isinstance(data, dict) or set(data) != {"settings", "result"}:
         raise InputFileError(f"{where} expected an object of settings and result")
@@ -109,8 +115,8 @@ def testbed_result_from_saved(data: Any, source: str | Path) -> tuple[dict[str, 
     fields = {
         "method": lambda v: isinstance(v, str) and bool(v),
         "bits": lambda v: isinstance(v, str) and bool(v),
-        "select_score": _finite,
-        "scores": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _finite(s) for k, s in v.items()),
+        "select_score": _score,
+        "scores": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _score(s) for k, s in v.items()),
         "wall_seconds": _finite,
         "peak_rss_mib": _finite,
         "seconds_per_step": lambda v: v is None or _finite(v),
@@ -123,6 +129,9 @@ def testbed_result_from_saved(data: Any, source: str | Path) -> tuple[dict[str, 
     for name, test in fields.items():
         if not test(result[name]):
             raise InputFileError(f"{where} result.{name}={result[name]!r} is not allowed")
+    nan = float("nan")
+    result = {**result, "select_score": nan if result["select_score"] is None else result["select_score"],
+              "scores": {k: nan if s is None else s for k, s in result["scores"].items()}}
     return settings, result
 
 
