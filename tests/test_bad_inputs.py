@@ -305,6 +305,36 @@ CASES["run: --methods quantgpt quantgpt"] = lambda b, t: run_argv(t, "--methods"
 CASES["run: --bits 2-2-8 2-2-8"] = lambda b, t: run_argv(t, "--bits", "2-2-8", "2-2-8")
 CASES["run: --bits with no value"] = lambda b, t: run_argv(t, "--bits")
 CASES["run: --test-sets ptb ptb"] = lambda b, t: run_argv(t, "--test-sets", "ptb", "ptb")
+# Messages that must say what is wrong with the path given (not a neighbouring complaint).
+CASES["generate: a missing .gguf file"] = lambda b, t: generate_argv(t / "none.gguf", "--prompt", "x")
+CASES["generate: a directory named .gguf"] = lambda b, t: generate_argv(_write("d.gguf/notes.txt", "x")(b, t).parent, "--prompt", "x")
+CASES["generate: a missing packed directory"] = lambda b, t: generate_argv(t / "nothing", "--prompt", "x")
+CASES["quantize: --train-file a directory"] = lambda b, t: quantize_argv(
+    b / "teacher", t, "--dataset", "text", "--train-file", str(_write("texts/a.txt", "x")(b, t).parent),
+    "--eval-file", str(t / "texts" / "a.txt"))
+CASES["quantize: --dataset a folder with no data files"] = lambda b, t: quantize_argv(
+    b / "teacher", t, "--dataset", str(_write("mydata/task.toml", "x = 1")(b, t).parent))
+CASES["quantize --config: a key given twice"] = lambda b, t: [
+    "quantize", "--config", str(_write("flags.yaml", "method: pact\nmethod: lsq\n")(b, t))]
+CASES["evaluate: --lm-eval with an empty task name"] = lambda b, t: [*evaluate_argv(b / "run" / "best"), "--lm-eval", ""]
+CASES["run: --out under a file"] = lambda b, t: run_argv(t, "--out", str(_write("file", "x")(b, t) / "results"))
+CASES["run: --runs under a file"] = lambda b, t: run_argv(t, "--runs", str(_write("file", "x")(b, t) / "runs"))
+MESSAGES = {
+    "generate: a missing .gguf file": "none.gguf: no such file",
+    "generate: a directory named .gguf": "d.gguf: a directory, not a GGUF file",
+    "generate: a missing packed directory": "nothing: no such packed model directory",
+    "quantize: --train-file a directory": "texts: a directory, not a file",
+    "quantize: --dataset a folder with no data files": "mydata: the folder holds no data files",
+    "quantize --config: a key given twice": "key 'method' appears twice",
+    "evaluate: --lm-eval with an empty task name": "--lm-eval: an empty task name",
+    "run: --out under a file": "--out ",
+    "run: --runs under a file": "--runs ",
+    "evaluate: quantization_config without bits": "model/config.json: quantization_config.bits is missing",
+    "evaluate: quantization_config without method": "model/config.json: quantization_config.method is missing",
+    "evaluate: quantization_config method pact over QuantGPT's scales": "model/config.json: quantization_config.method='pact'",
+    "export: quantization_config without bits": "model/config.json: quantization_config.bits is missing",
+    "run: --methods quantgpt quantgpt": "quantgpt is named twice",
+}
 CASES["no command (argparse)"] = lambda b, t: []
 CASES["unknown command (argparse)"] = lambda b, t: ["compress"]
 
@@ -347,6 +377,7 @@ def test_bad_input_is_one_clean_line(name, base, tmp_path, capfd):
     outcome = classify(status, err)
     OUTCOMES[outcome] += 1
     assert outcome == "clean", f"{name}: status {status}, stderr:\n{err}"
+    assert MESSAGES.get(name, "") in err, f"{name}: the line does not say {MESSAGES[name]!r}: {err}"
     assert snapshot(base, tmp_path) == before, f"{name}: files changed or were left behind"
     assert not (tmp_path / "UNPICKLED").exists(), f"{name}: a pickle was unpickled"
 

@@ -24,6 +24,9 @@ from quantgpt.tasks.errors import DataError
 FILES = "text"  # --dataset text: the files of --train-file / --eval-file / --test-file
 SPLIT_FLAGS = {"train": "--train-file", "valid": "--eval-file", "test": "--test-file"}
 JSON_SUFFIXES = (".jsonl", ".json")
+# The data files `load_dataset(folder)` reads (its packaged builders'); a folder with none of them
+# gets a message of datasets' about other builders' files (task.toml), so it is refused here first.
+DATA_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".jsonl", ".parquet", ".arrow")
 _SPLIT_ALIASES = {"valid": ("valid", "validation"), "validation": ("validation", "valid")}
 
 
@@ -61,6 +64,8 @@ class TextSource:
             if not self.data_files:
                 raise UsageError("--dataset text reads your files: pass --train-file and --eval-file (or --test-file)")
             for split, path in self.data_files.items():
+                if Path(path).is_dir():
+                    raise DataError(f"{SPLIT_FLAGS[split]} {path}: a directory, not a file; for a folder of data files use --dataset {path}")
                 if not Path(path).is_file():
                     raise DataError(f"{SPLIT_FLAGS[split]} {path}: file not found")
         elif self.data_files:
@@ -113,11 +118,16 @@ class TextSource:
         from datasets import DatasetDict, load_dataset, load_from_disk
 
         path = Path(self.dataset).expanduser()
+        saved = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()  # save_to_disk
+        data_files = (file for file in path.rglob("*") if file.is_file())  # train.jsonl.gz counts: datasets decompresses
+        if not saved and not any(set(map(str.lower, file.suffixes)) & set(DATA_SUFFIXES) for file in data_files):
+            raise DataError(
+                f"--dataset {path}: the folder holds no data files ({', '.join(DATA_SUFFIXES)}); "
+                "name them by split (train.jsonl, validation.jsonl) or pass a save_to_disk folder"
+            )
         try:
-            if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():  # save_to_disk
-                dataset = load_from_disk(str(path))
-            else:  # a folder of data files: datasets infers the format and the splits from the file names
-                dataset = load_dataset(str(path), self.dataset_config)
+            # a folder of data files: datasets infers the format and the splits from the file names
+            dataset = load_from_disk(str(path)) if saved else load_dataset(str(path), self.dataset_config)
         except Exception as error:  # datasets' own errors (no data files, bad format) share no base class
             raise DataError(f"--dataset {path}: not a dataset directory datasets can read ({_first_line(error)})") from None
         if not isinstance(dataset, DatasetDict):
