@@ -84,12 +84,13 @@ class TextSource:
         if self.dataset == FILES:
             return self._file_texts(split)
         if Path(self.dataset).expanduser().is_dir():
-            return self._column(self._local_dataset(split), split)
+            with _quiet_datasets():
+                return self._column(self._local_dataset(split), split)
         return self._column(self._hub_dataset(split), split)
 
     # --- the three sources
     def _file_texts(self, split: str) -> list[str]:
-        with _no_progress_bars():  # a local file reads in a moment: its "Generating split" bar is noise
+        with _quiet_datasets():
             return self._read_file_texts(split)
 
     def _read_file_texts(self, split: str) -> list[str]:
@@ -199,13 +200,20 @@ def _first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
+def _quiet_datasets() -> Iterator[None]:
+    """No `datasets` progress bar ("Generating split") and no log line ("Failed to load JSON ...",
+    logged at error level before it raises) while a local file or folder loads: a data error is
+    our one line, and a local load takes a moment."""
     import datasets.utils as datasets_utils
+    from datasets.utils import logging as datasets_logging
 
     was_disabled = datasets_utils.are_progress_bars_disabled()
+    verbosity = datasets_logging.get_verbosity()
     datasets_utils.disable_progress_bars()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)
     try:
         yield
     finally:
+        datasets_logging.set_verbosity(verbosity)
         if not was_disabled:
             datasets_utils.enable_progress_bars()
