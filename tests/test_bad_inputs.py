@@ -82,6 +82,14 @@ def edit_config(directory: Path, **changes) -> Path:
     return directory
 
 
+def edit_quantization(directory: Path, drop: str | None = None, **changes) -> Path:
+    config = json.loads((directory / "config.json").read_text())
+    config["quantization_config"].update(changes)
+    config["quantization_config"].pop(drop, None)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
 def pickle_only(directory: Path, marker: Path) -> Path:
     """`directory` with its safetensors weights replaced by a hostile pytorch_model.bin."""
     (directory / "model.safetensors").unlink()
@@ -208,6 +216,26 @@ CASES["quantize: no --teacher (argparse)"] = lambda b, t: ["quantize", "--output
 
 for name in EVALUATE_CASES:
     CASES[f"evaluate: {name}"] = (lambda n: lambda b, t: evaluate_argv(_quantized(DAMAGED_MODELS[n])(b, t)))(name)
+# A saved quantization_config must be complete and agree with the weights: a missing field is
+# never filled with its default (a 4-4-8 model without `bits` would load as 2-2-8).
+DAMAGED_QUANTIZATION = {
+    "quantization_config without bits": lambda d: edit_quantization(d, drop="bits"),
+    "quantization_config without method": lambda d: edit_quantization(d, drop="method"),
+    "quantization_config without quant_method": lambda d: edit_quantization(d, drop="quant_method"),
+    "quantization_config a list": lambda d: edit_config(d, quantization_config=["quantgpt"]),
+    "quantization_config null": lambda d: edit_config(d, quantization_config=None),
+    "quantization_config bits 9-2-8": lambda d: edit_quantization(d, bits="9-2-8"),
+    "quantization_config of another library": lambda d: edit_quantization(d, quant_method="bitsandbytes"),
+    "quantization_config method pact over QuantGPT's scales": lambda d: edit_quantization(d, method="pact"),
+    "quantization_config method rtn over QuantGPT's scales": lambda d: edit_quantization(d, method="rtn"),
+}
+for name in DAMAGED_QUANTIZATION:
+    CASES[f"evaluate: {name}"] = (lambda n: lambda b, t: evaluate_argv(_quantized(DAMAGED_QUANTIZATION[n])(b, t)))(name)
+for name in ("quantization_config without bits", "quantization_config method pact over QuantGPT's scales"):
+    CASES[f"export: {name}"] = (lambda n: lambda b, t: [
+        "export", str(_quantized(DAMAGED_QUANTIZATION[n])(b, t)), str(t / "out")])(name)
+CASES["size: quantization_config without bits"] = lambda b, t: [  # size reads config.json only, the weights never
+    "size", "--model-config", str(_quantized(DAMAGED_QUANTIZATION["quantization_config without bits"])(b, t)), "--bits", "2-2-8"]
 CASES["evaluate: a lone pickle pytorch_model.bin"] = lambda b, t: evaluate_argv(
     _teacher(lambda d: pickle_only(d, t / "UNPICKLED"))(b, t))
 CASES["evaluate: a missing directory"] = lambda b, t: evaluate_argv(t / "missing")
@@ -268,6 +296,45 @@ for name, text in YAML_FILES.items():
         "quantize", "--config", str(_write("flags.yaml", x.replace("{tmp}", str(t)).encode("latin-1"))(b, t))])(text)
 CASES["quantize --config: a missing file"] = lambda b, t: ["quantize", "--config", str(t / "none.yaml")]
 CASES["quantize --config: no file named"] = lambda b, t: ["quantize", "--config"]
+def run_argv(tmp: Path, *extra) -> list:
+    return ["run", "--recipe", "tiny", "--out", str(tmp / "results"), "--cache", str(tmp / "cache"), "--no-progress", *extra]
+
+
+# Wrong statistics: a method named twice trained its seed twice and counted two seeds.
+CASES["run: --methods quantgpt quantgpt"] = lambda b, t: run_argv(t, "--methods", "quantgpt", "quantgpt")
+CASES["run: --bits 2-2-8 2-2-8"] = lambda b, t: run_argv(t, "--bits", "2-2-8", "2-2-8")
+CASES["run: --bits with no value"] = lambda b, t: run_argv(t, "--bits")
+CASES["run: --test-sets ptb ptb"] = lambda b, t: run_argv(t, "--test-sets", "ptb", "ptb")
+# Messages that must say what is wrong with the path given (not a neighbouring complaint).
+CASES["generate: a missing .gguf file"] = lambda b, t: generate_argv(t / "none.gguf", "--prompt", "x")
+CASES["generate: a directory named .gguf"] = lambda b, t: generate_argv(_write("d.gguf/notes.txt", "x")(b, t).parent, "--prompt", "x")
+CASES["generate: a missing packed directory"] = lambda b, t: generate_argv(t / "nothing", "--prompt", "x")
+CASES["quantize: --train-file a directory"] = lambda b, t: quantize_argv(
+    b / "teacher", t, "--dataset", "text", "--train-file", str(_write("texts/a.txt", "x")(b, t).parent),
+    "--eval-file", str(t / "texts" / "a.txt"))
+CASES["quantize: --dataset a folder with no data files"] = lambda b, t: quantize_argv(
+    b / "teacher", t, "--dataset", str(_write("mydata/task.toml", "x = 1")(b, t).parent))
+CASES["quantize --config: a key given twice"] = lambda b, t: [
+    "quantize", "--config", str(_write("flags.yaml", "method: pact\nmethod: lsq\n")(b, t))]
+CASES["evaluate: --lm-eval with an empty task name"] = lambda b, t: [*evaluate_argv(b / "run" / "best"), "--lm-eval", ""]
+CASES["run: --out under a file"] = lambda b, t: run_argv(t, "--out", str(_write("file", "x")(b, t) / "results"))
+CASES["run: --runs under a file"] = lambda b, t: run_argv(t, "--runs", str(_write("file", "x")(b, t) / "runs"))
+MESSAGES = {
+    "generate: a missing .gguf file": "none.gguf: no such file",
+    "generate: a directory named .gguf": "d.gguf: a directory, not a GGUF file",
+    "generate: a missing packed directory": "nothing: no such packed model directory",
+    "quantize: --train-file a directory": "texts: a directory, not a file",
+    "quantize: --dataset a folder with no data files": "mydata: the folder holds no data files",
+    "quantize --config: a key given twice": "key 'method' appears twice",
+    "evaluate: --lm-eval with an empty task name": "--lm-eval: an empty task name",
+    "run: --out under a file": "--out ",
+    "run: --runs under a file": "--runs ",
+    "evaluate: quantization_config without bits": "model/config.json: quantization_config.bits is missing",
+    "evaluate: quantization_config without method": "model/config.json: quantization_config.method is missing",
+    "evaluate: quantization_config method pact over QuantGPT's scales": "model/config.json: quantization_config.method='pact'",
+    "export: quantization_config without bits": "model/config.json: quantization_config.bits is missing",
+    "run: --methods quantgpt quantgpt": "quantgpt is named twice",
+}
 CASES["no command (argparse)"] = lambda b, t: []
 CASES["unknown command (argparse)"] = lambda b, t: ["compress"]
 
@@ -310,6 +377,7 @@ def test_bad_input_is_one_clean_line(name, base, tmp_path, capfd):
     outcome = classify(status, err)
     OUTCOMES[outcome] += 1
     assert outcome == "clean", f"{name}: status {status}, stderr:\n{err}"
+    assert MESSAGES.get(name, "") in err, f"{name}: the line does not say {MESSAGES[name]!r}: {err}"
     assert snapshot(base, tmp_path) == before, f"{name}: files changed or were left behind"
     assert not (tmp_path / "UNPICKLED").exists(), f"{name}: a pickle was unpickled"
 

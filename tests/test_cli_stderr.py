@@ -40,3 +40,74 @@ def test_export_and_generate_print_nothing_on_stderr(tmp_path, gpt2_tokenizer, c
     assert main(["size", "--model-config", str(tmp_path / "model" / "config.json"), "--bits", "2-2-8"]) == 0
     captured = capfd.readouterr()
     assert captured.err == "" and "packed model written" in captured.out
+
+
+@pytest.fixture
+def library_lines():
+    """What Transformers and datasets log while a test runs, at their default level (another test
+    module may have turned Transformers' down). Their handlers hold the stderr of the moment they
+    were made, which pytest's capture has since replaced, so the records are taken here instead."""
+    import logging
+
+    from datasets.utils import logging as datasets_logging
+    from transformers.utils import logging as transformers_logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    levels = transformers_logging.get_verbosity(), datasets_logging.get_verbosity()
+    transformers_logging.set_verbosity_warning()
+    datasets_logging.set_verbosity_warning()
+    handler = Keep(logging.WARNING)
+    loggers = [logging.getLogger("transformers"), logging.getLogger("datasets")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield records
+    for logger in loggers:
+        logger.removeHandler(handler)
+    transformers_logging.set_verbosity(levels[0])
+    datasets_logging.set_verbosity(levels[1])
+
+
+def _one_error_line(capfd, argv) -> str:
+    from quantgpt.cli import main
+
+    capfd.readouterr()
+    status = main(argv)
+    err = capfd.readouterr().err
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith("quantgpt: error: "), err
+    return err
+
+
+def test_a_checkpoint_mismatch_is_our_line_without_transformers_load_report(tmp_path, library_lines, capfd):
+    from safetensors.torch import load_file, save_file
+    from tiny_models import tiny_model
+
+    from quantgpt import QuantConfig, quantize_model
+
+    quantize_model(tiny_model("tiny", seed=0).eval(), QuantConfig(bits="4-4-8")).save_pretrained(tmp_path / "model")
+    state = load_file(tmp_path / "model" / "model.safetensors")
+    del state["transformer.ln_f.weight"]
+    save_file(state, tmp_path / "model" / "model.safetensors", metadata={"format": "pt"})
+    err = _one_error_line(capfd, ["export", str(tmp_path / "model"), str(tmp_path / "out")])
+    assert "missing ['transformer.ln_f.weight']" in err
+    assert [r.getMessage() for r in library_lines] == []
+
+
+@pytest.mark.parametrize("layout", ["--train-file", "--dataset folder"])
+def test_a_data_error_is_our_line_without_datasets_log(tmp_path, shared_data, library_lines, capfd, layout):
+    from tiny_models import tiny_model
+
+    tiny_model("tiny", seed=0, vocab_size=50257).save_pretrained(tmp_path / "teacher")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("train.jsonl", "validation.jsonl"):
+        (folder / name).write_text('{"text": "a"}\nnot json\n')
+    data = (["--dataset", "text", "--train-file", str(folder / "train.jsonl"), "--eval-file", str(folder / "validation.jsonl")]
+            if layout == "--train-file" else ["--dataset", str(folder)])
+    _one_error_line(capfd, ["quantize", "--teacher", str(tmp_path / "teacher"), "--output-dir", str(tmp_path / "run"),
+                            "--tokenizer", str(shared_data / "gpt2-tokenizer"), "--block-size", "16", *data])
+    assert [r.getMessage() for r in library_lines] == []

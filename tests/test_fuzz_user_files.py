@@ -146,3 +146,38 @@ def test_yaml_flag_values(tmp_path, flags):
     path = tmp_path / "flags.yaml"
     path.write_text(yaml.safe_dump(flags))
     outcome(lambda: apply_and_build(path))
+
+
+SAVED_QUANTIZATION = QuantConfig(method="lsq", bits="4-4-8", laq_iterations=3).to_dict()
+
+
+@FUZZ
+@given(drop=st.sets(st.sampled_from(sorted(SAVED_QUANTIZATION)), max_size=2),
+       changes=st.dictionaries(st.sampled_from([*SAVED_QUANTIZATION, "other"]), json_values, max_size=2))
+def test_a_saved_quantization_config_reads_back_as_written_or_is_refused(config_file, drop, changes):
+    """A saved quantization_config with fields dropped or changed: read back with every field as
+    written (none filled with a default, so a 4-4-8 model never loads as 2-2-8), or refused in a
+    line naming the file and the field; config.json and from_pretrained's reading agree."""
+    from quantgpt import QuantgptQuantizationConfig
+    from quantgpt.config import BitWidths
+    from quantgpt.schemas import SAVED_QUANTIZATION_FIELDS
+
+    quantization = {k: v for k, v in {**SAVED_QUANTIZATION, **changes}.items() if k not in drop}
+    config_file.write_text(json.dumps({**GPT2, "quantization_config": quantization}, allow_nan=True))
+    outcomes = []
+    for read in (lambda: read_model_config(config_file),
+                 lambda: QuantgptQuantizationConfig.from_dict(json.loads(json.dumps(quantization)))):
+        try:
+            read()
+            outcomes.append("read")
+        except QuantgptError as error:
+            assert "config.json: quantization_config" in str(error), error
+            outcomes.append("refused")
+    assert outcomes[0] == outcomes[1]
+    if outcomes[0] == "refused":
+        return
+    assert set(SAVED_QUANTIZATION_FIELDS) <= set(quantization)
+    written = QuantgptQuantizationConfig.from_dict(quantization).to_dict()
+    for key, value in quantization.items():
+        expected = str(BitWidths.parse(value)) if key == "bits" else value
+        assert written[key] == expected, key

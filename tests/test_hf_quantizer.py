@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from quantgpt import QuantConfig, QuantgptQuantizationConfig, load_quantized, quantize_model
 from quantgpt.convert import quantizer_parameters
+from quantgpt.errors import InputFileError
 
 AUTO_CLASSES = {"gpt2": (tiny_gpt2, AutoModelForCausalLM), "bart": (tiny_bart, AutoModelForSeq2SeqLM)}
 
@@ -93,3 +94,16 @@ def test_from_pretrained_with_a_quantgpt_config_quantizes_a_full_precision_model
 def test_a_bad_quantization_config_names_the_field():
     with pytest.raises(ValueError, match="bits"):
         QuantgptQuantizationConfig(method="quantgpt", bits="9-2-8")
+
+
+@pytest.mark.parametrize("field", ["bits", "method"])
+def test_from_pretrained_refuses_a_saved_config_missing_a_field(tmp_path, field):
+    """A 4-4-8 model whose config lost `bits` must not load as the default 2-2-8."""
+    quantize_model(tiny_gpt2(), QuantConfig(method="lsq", bits="4-4-8")).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["quantization_config"][field]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputFileError, match=rf"quantization_config\.{field} is missing"):
+        AutoModelForCausalLM.from_pretrained(tmp_path)
+    with pytest.raises(InputFileError, match=rf"^{tmp_path}/config.json: quantization_config\.{field} is missing"):
+        load_quantized(tmp_path)

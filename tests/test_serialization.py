@@ -8,6 +8,7 @@ from test_convert import MODELS, VOCAB, run
 
 from quantgpt import CheckpointError, QuantConfig, load_quantized, quantize_model
 from quantgpt.convert import quantizer_parameters
+from quantgpt.errors import InputFileError
 
 
 @pytest.mark.parametrize("arch", MODELS)
@@ -54,7 +55,7 @@ def test_a_checkpoint_that_does_not_match_its_config_is_refused(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     config["quantization_config"]["method"] = "pact"
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="missing .*alpha_neg"):
+    with pytest.raises(InputFileError, match="config.json: quantization_config.method='pact' does not agree .*missing .*alpha_neg"):
         load_quantized(tmp_path)
 
 

@@ -45,6 +45,22 @@ def _load_command_modules() -> list:
     return modules
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader, but a key given twice in one mapping is refused: PyYAML keeps the last
+    silently, so a flag set twice would take whichever came later."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice; keep one of them", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: str) -> Any:
     file = Path(path)
     if not file.exists():
@@ -62,7 +78,7 @@ def _read_yaml(path: str) -> Any:
     except UnicodeDecodeError as error:
         raise InputFileError(f"--config {path}: not UTF-8 text (byte {error.start})") from None
     try:
-        return yaml.safe_load(text)  # safe_load: a !!python tag is refused, never constructed
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: a !!python tag is refused, never constructed
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""

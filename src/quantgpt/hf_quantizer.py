@@ -27,6 +27,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from .config import QuantConfig
 from .convert import quantize_model
+from .schemas import quant_config_from_saved
 
 QUANT_METHOD = "quantgpt"
 
@@ -39,6 +40,13 @@ class QuantgptQuantizationConfig(QuantizationConfigMixin):
         if quant_config is None:
             quant_config = QuantConfig.from_dict(fields)
         self.__dict__.update(quant_config.to_dict())
+
+    @classmethod
+    def from_dict(cls, config_dict: Any, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
+        """The config Transformers reads from a saved config.json: complete, or refused naming the
+        field (a missing field is never filled with its default, which would load another model)."""
+        quant_config_from_saved(config_dict)
+        return super().from_dict(config_dict, return_unused_kwargs, **kwargs)
 
     def to_quant_config(self) -> QuantConfig:
         return QuantConfig.from_dict(dict(vars(self)))

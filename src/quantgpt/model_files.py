@@ -26,6 +26,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import logging as transformers_logging
 
 from .errors import InputFileError, MissingInputError
+from .schemas import check_quantizer_tensors, quant_config_from_saved
 from .validators import is_int
 
 CONFIG_FILE = "config.json"
@@ -130,9 +131,8 @@ def model_config_from_dict(data: dict[str, Any], source: str | Path = CONFIG_FIL
         not isinstance(architectures, list) or not all(isinstance(name, str) for name in architectures)
     ):
         raise InputFileError(f"{source}: architectures={architectures!r} is not allowed: use a list of class names")
-    quantization = data.get("quantization_config")
-    if quantization is not None and not isinstance(quantization, dict):
-        raise InputFileError(f"{source}: quantization_config must be a JSON object, not {type(quantization).__name__}")
+    if "quantization_config" in data:
+        quant_config_from_saved(data["quantization_config"], source)
     try:
         config = CONFIG_MAPPING[model_type].from_dict(dict(data))
     except (StrictDataclassError, TypeError, ValueError, AttributeError, LookupError, ArithmeticError) as error:
@@ -234,6 +234,8 @@ def check_model_weights(directory: str | Path, config: PretrainedConfig) -> None
                 f"{directory}: tensor {name} has shape {list(shape)} but config.json's "
                 f"{type(config).__name__} needs {list(expected[name])}"
             )
+    if getattr(config, "quantization_config", None) is not None:
+        check_quantizer_tensors(config, shapes, directory / CONFIG_FILE)
 
 
 @contextlib.contextmanager

@@ -9,12 +9,15 @@ way, then loads every tensor (no pickle anywhere); `load_quantized` also refuses
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import transformers
 from torch import nn
 from transformers import AutoConfig
+from transformers.utils import logging as transformers_logging
 
 from . import hf_quantizer  # noqa: F401  (registers the quantizer from_pretrained uses below)
 from .config import QuantConfig
@@ -34,6 +37,18 @@ def model_class_for(config) -> type[nn.Module]:
     return getattr(transformers, names[0])
 
 
+@contextlib.contextmanager
+def _no_load_report() -> Iterator[None]:
+    """Transformers' warnings off while the model loads: its load report (a table of missing and
+    unexpected keys) would print before `load_quantized`'s own one-line refusal of the same keys."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
 def load_quantized(directory: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """Rebuild a model saved by `save_pretrained` after `quantize_model`, with every tensor restored."""
     directory = Path(directory)
@@ -47,7 +62,7 @@ def load_quantized(directory: str | Path, dtype: torch.dtype = torch.float32) ->
     quant_config = QuantConfig.from_dict(dict(quant))
     # Transformers' own loading, through the quantizer quantgpt registers (hf_quantizer.py): the
     # model `AutoModel*.from_pretrained(directory)` gives, refused here unless every tensor matched.
-    with quiet_progress_bars():
+    with quiet_progress_bars(), _no_load_report():
         model, info = model_class_for(config).from_pretrained(
             directory, dtype=dtype, output_loading_info=True, use_safetensors=True  # never a pickle
         )

@@ -56,3 +56,32 @@ def test_a_failed_write_leaves_no_parent_folders(tmp_path):
     with staged_output(out, directory=True) as staging:
         (staging / "index.json").write_text("{}")
     assert (out / "index.json").is_file()
+
+
+KILLED_WHILE_STAGING = """
+import os, signal, sys
+from pathlib import Path
+from quantgpt.export.output_path import staged_output
+out, directory = Path(sys.argv[1]), sys.argv[2] == "dir"
+with staged_output(out, directory=directory) as staging:
+    (staging / "weights.bin" if directory else staging).write_bytes(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_the_next_export_removes_what_a_killed_one_left(tmp_path, kind):
+    import subprocess
+    import sys
+
+    out = tmp_path / ("packed" if kind == "dir" else "model.gguf")
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_STAGING, str(out), kind], capture_output=True, timeout=120)
+    assert killed.returncode == -9
+    (leftover,) = [p for p in tmp_path.iterdir()]
+    assert leftover.name.startswith(f".{out.name}.tmp-") and not out.exists()  # the debris the issue found
+    others = [tmp_path / f".{out.name}.tmp-short", tmp_path / ".other.tmp-abcd1234", tmp_path / "notes.txt"]
+    for path in others:
+        path.write_text("the user's")
+    with staged_output(out, directory=kind == "dir") as staging:
+        (staging / "weights.bin" if kind == "dir" else staging).write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, *(p.name for p in others)])

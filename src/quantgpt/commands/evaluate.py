@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.model_dir:
         raise UsageError("evaluate needs the model directory: quantgpt evaluate DIR --task ...")
+    if args.lm_eval is not None and not all(task.strip() for task in args.lm_eval):
+        raise UsageError("--lm-eval: an empty task name; name lm-eval tasks, e.g. --lm-eval quantgpt_wikitext2")
     args.model_dir = resolve_model_source(args.model_dir, "evaluate")  # a .gguf file: its cached directory
     if not Path(args.model_dir).is_dir():
         raise MissingInputError(f"{args.model_dir}: no such model directory")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..errors import MissingInputError, UsageError
 from ..export.generation import generate_text, load_packed_tokenizer
 from ..export.gguf_runtime import generate_gguf_text, is_gguf_file, load_gguf
 from ..export.packed_format import INDEX_FILE
@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     packed = Path(args.packed)
+    if not packed.exists():
+        raise MissingInputError(f"{packed}: no such packed model directory or .gguf file")
     if (packed / "config.json").is_file() and not (packed / INDEX_FILE).is_file():
         raise UsageError(f"{packed} is a save_pretrained model, not a packed one: write one with quantgpt export {packed} OUT")
     model = load_packed(packed)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from .. import settings
+from ..errors import OutputPathError
 from ..testbed.arguments import add_common_arguments, set_threads
 from ..testbed.job import TestbedJob, run_testbed
 from ..testbed.recipe import RECIPES, QATRecipe, TeacherRecipe
@@ -33,6 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_output_folder(flag: str, value: str | None) -> None:
+    """Refuse a folder the job writes that lies under a file, naming its own flag (the training
+    runs inside would otherwise report their --output-dir, a flag this command does not have)."""
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputPathError(f"{flag} {value}: {existing} is a file, not a directory")
+
+
 def run(args: argparse.Namespace) -> int:
     teacher_recipe, qat_recipe = RECIPES[args.recipe]
     job = settings.from_args(
@@ -42,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         qat=settings.from_args(QATRecipe, args, prefix="qat_", base=qat_recipe),
     )
     set_threads(args.threads)
+    for flag, value in (("--out", args.out), ("--runs", args.runs), ("--cache", args.cache)):
+        check_output_folder(flag, value)
     command = "quantgpt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else "quantgpt run"
     run_testbed(job, args.out, args.cache, args.data_dir, args.progress, command=command, figures=args.figures, runs_dir=args.runs,
                 pretrained_root=args.pretrained_root)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputFileError, UsageError
+from ..errors import InputFileError, MissingInputError, UsageError
 from ..model_sources import is_gguf_file
 
 INSTALL_HINT = "pip install 'quantgpt[gguf]' (it builds llama.cpp; CMAKE_ARGS=\"-DLLAVA_BUILD=OFF\" skips its vision part)"
@@ -79,6 +79,10 @@ def load_gguf(path: str | Path, *, threads: int | None = None, n_ctx: int = 0, l
     the weights are then not repacked (see `_weights_not_repacked`).
     """
     path = Path(path).expanduser()
+    if not path.exists():
+        raise MissingInputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputFileError(f"{path}: a directory, not a GGUF file (a packed model directory does not end in .gguf)")
     if not is_gguf_file(path):
         raise InputFileError(f"{path}: not a GGUF file (write one with quantgpt export RUN OUT.gguf --format gguf)")
     Llama = _llama_class()

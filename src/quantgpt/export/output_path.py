@@ -6,13 +6,15 @@ packed format by its index file, a GGUF file by its magic). A run directory, a `
 directory, any other file, the input itself, anything inside the input and anything holding it are
 never replaced. `staged_output` gives a temporary sibling of the output to write into and renames
 it into place once it is complete, so a crash or a full disk leaves the old output or the new one
-at the final path, never a part of one.
+at the final path, never a part of one; the siblings a killed export left (`.NAME.tmp-XXXXXXXX`,
+our naming only) are removed by the next export to the same path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -90,6 +92,30 @@ def _umask() -> int:
     return mask
 
 
+def _staging_prefix(out: Path) -> str:
+    return f".{out.name}.tmp-"
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """Remove the staging siblings of `out` that an export killed before its rename left behind
+    (SIGKILL runs no cleanup): only names `staged_output` makes, tempfile's 8 characters after
+    `.NAME.tmp-`. Two exports to one path at once are not supported (the second would remove the
+    first's staging), as their renames would race anyway. Returns what was removed."""
+    pattern = re.compile(re.escape(_staging_prefix(out)) + r"[a-z0-9_]{8}")
+    removed = []
+    with contextlib.suppress(OSError):  # a parent that does not exist yet, or cannot be listed
+        for path in out.parent.iterdir():
+            if not pattern.fullmatch(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_output(out: str | os.PathLike, *, directory: bool) -> Iterator[Path]:
     """A temporary sibling of `out` (a new directory, or a file path when `directory=False`) to write
@@ -99,12 +125,13 @@ def staged_output(out: str | os.PathLike, *, directory: bool) -> Iterator[Path]:
     created = [parent for parent in out.parents if not parent.exists()]  # deepest first, removed on failure
     done = False
     staging = None
+    remove_leftovers(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if directory:
-            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(out), dir=out.parent))
         else:
-            handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+            handle, name = tempfile.mkstemp(prefix=_staging_prefix(out), dir=out.parent)
             os.close(handle)
             staging = Path(name)
         yield staging
@@ -131,4 +158,4 @@ def staged_output(out: str | os.PathLike, *, directory: bool) -> Iterator[Path]:
                     parent.rmdir()
 
 
-__all__ = ["check_output_path", "describe", "staged_output"]
+__all__ = ["check_output_path", "describe", "remove_leftovers", "staged_output"]

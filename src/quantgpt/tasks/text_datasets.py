@@ -24,6 +24,9 @@ from quantgpt.tasks.errors import DataError
 FILES = "text"  # --dataset text: the files of --train-file / --eval-file / --test-file
 SPLIT_FLAGS = {"train": "--train-file", "valid": "--eval-file", "test": "--test-file"}
 JSON_SUFFIXES = (".jsonl", ".json")
+# The data files `load_dataset(folder)` reads (its packaged builders'); a folder with none of them
+# gets a message of datasets' about other builders' files (task.toml), so it is refused here first.
+DATA_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".jsonl", ".parquet", ".arrow")
 _SPLIT_ALIASES = {"valid": ("valid", "validation"), "validation": ("validation", "valid")}
 
 
@@ -61,6 +64,8 @@ class TextSource:
             if not self.data_files:
                 raise UsageError("--dataset text reads your files: pass --train-file and --eval-file (or --test-file)")
             for split, path in self.data_files.items():
+                if Path(path).is_dir():
+                    raise DataError(f"{SPLIT_FLAGS[split]} {path}: a directory, not a file; for a folder of data files use --dataset {path}")
                 if not Path(path).is_file():
                     raise DataError(f"{SPLIT_FLAGS[split]} {path}: file not found")
         elif self.data_files:
@@ -79,12 +84,13 @@ class TextSource:
         if self.dataset == FILES:
             return self._file_texts(split)
         if Path(self.dataset).expanduser().is_dir():
-            return self._column(self._local_dataset(split), split)
+            with _quiet_datasets():
+                return self._column(self._local_dataset(split), split)
         return self._column(self._hub_dataset(split), split)
 
     # --- the three sources
     def _file_texts(self, split: str) -> list[str]:
-        with _no_progress_bars():  # a local file reads in a moment: its "Generating split" bar is noise
+        with _quiet_datasets():
             return self._read_file_texts(split)
 
     def _read_file_texts(self, split: str) -> list[str]:
@@ -113,11 +119,16 @@ class TextSource:
         from datasets import DatasetDict, load_dataset, load_from_disk
 
         path = Path(self.dataset).expanduser()
+        saved = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()  # save_to_disk
+        data_files = (file for file in path.rglob("*") if file.is_file())  # train.jsonl.gz counts: datasets decompresses
+        if not saved and not any(set(map(str.lower, file.suffixes)) & set(DATA_SUFFIXES) for file in data_files):
+            raise DataError(
+                f"--dataset {path}: the folder holds no data files ({', '.join(DATA_SUFFIXES)}); "
+                "name them by split (train.jsonl, validation.jsonl) or pass a save_to_disk folder"
+            )
         try:
-            if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():  # save_to_disk
-                dataset = load_from_disk(str(path))
-            else:  # a folder of data files: datasets infers the format and the splits from the file names
-                dataset = load_dataset(str(path), self.dataset_config)
+            # a folder of data files: datasets infers the format and the splits from the file names
+            dataset = load_from_disk(str(path)) if saved else load_dataset(str(path), self.dataset_config)
         except Exception as error:  # datasets' own errors (no data files, bad format) share no base class
             raise DataError(f"--dataset {path}: not a dataset directory datasets can read ({_first_line(error)})") from None
         if not isinstance(dataset, DatasetDict):
@@ -189,13 +200,20 @@ def _first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
+def _quiet_datasets() -> Iterator[None]:
+    """No `datasets` progress bar ("Generating split") and no log line ("Failed to load JSON ...",
+    logged at error level before it raises) while a local file or folder loads: a data error is
+    our one line, and a local load takes a moment."""
     import datasets.utils as datasets_utils
+    from datasets.utils import logging as datasets_logging
 
     was_disabled = datasets_utils.are_progress_bars_disabled()
+    verbosity = datasets_logging.get_verbosity()
     datasets_utils.disable_progress_bars()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)
     try:
         yield
     finally:
+        datasets_logging.set_verbosity(verbosity)
         if not was_disabled:
             datasets_utils.enable_progress_bars()

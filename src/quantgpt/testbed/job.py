@@ -29,7 +29,10 @@ from ..distill import ContrastiveConfig
 from ..quantizers import display_name
 from ..report import FULL_PRECISION, ResultRow, table1_markdown, write_report, write_table1
 from ..report.significance import Spread
+from ..errors import InputFileError
 from ..jsonio import dumps_json
+from ..model_files import read_json_object
+from ..schemas import testbed_result_from_saved
 from ..size import model_size
 from ..training.checkpoints import write_json_atomic
 from ..training import ObjectiveConfig, TrainingConfig
@@ -43,7 +46,7 @@ from .tasks import TESTBED_TASKS, TestbedTask
 from .teacher import SELECT_SPLIT, Teacher, teacher_evaluation
 from .variants import Variant, variant, variant_names
 from ..config import ConfigError
-from ..settings import setting, validate
+from ..settings import SettingError, setting, validate
 from ..validators import instance_of, integer, one_of, some_of, strings
 
 Log = Callable[[str], None]
@@ -80,6 +83,13 @@ class TestbedJob:
     def __post_init__(self) -> None:
         validate(self)
         object.__setattr__(self, "bits", tuple(str(BitWidths.parse(b)) for b in self.bits))
+        if not self.bits:
+            raise SettingError("TestbedJob", "bits", self.bits, "one or more W-E-A bit widths, e.g. 2-2-8")
+        for name in ("methods", "bits", "test_sets", "peers"):  # a repeat would run twice and count as two seeds
+            values = getattr(self, name)
+            repeated = next((value for i, value in enumerate(values) if value in values[:i]), None)
+            if repeated is not None:
+                raise SettingError("TestbedJob", name, values, f"a list without repeats ({repeated} is named twice)")
         allowed = self.testbed_task.allowed_test_sets
         recipe_class = self.testbed_task.recipe_class
         if not isinstance(self.teacher, recipe_class):
@@ -248,15 +258,23 @@ def _run_settings(job: TestbedJob, teacher: Teacher, name: str, bits: str, qat: 
     }
 
 
-def _reused(run_dir: Path, settings: dict[str, Any]) -> MethodResult | None:
-    """The result of a finished run with the same settings (a rerun or a resumed grid skips it)."""
+def _reused(run_dir: Path, settings: dict[str, Any], log: Log) -> MethodResult | None:
+    """The result of a finished run with the same settings (a rerun or a resumed grid skips it).
+    A result file that fails its schema (`schemas.testbed_result_from_saved`) is a run to redo,
+    said in one line."""
     file = run_dir / RESULT_FILE
-    if not file.is_file():
+    if not file.exists():
         return None
-    saved = json.loads(file.read_text())
-    if saved.get("settings") != json.loads(dumps_json(settings)):
+    try:
+        saved_settings, saved = testbed_result_from_saved(read_json_object(file), file)
+        if (saved["method"], saved["bits"]) != (settings["variant"], settings["bits"]):
+            raise InputFileError(f"{file}: result of {saved['method']} {saved['bits']}, not of this run")
+    except InputFileError as error:
+        log(f"{error}; running it again")
         return None
-    return MethodResult(**{**saved["result"], "run_dir": run_dir})
+    if saved_settings != json.loads(dumps_json(settings)):
+        return None
+    return MethodResult(**saved, run_dir=run_dir)
 
 
 def _save_result(run_dir: Path, settings: dict[str, Any], result: MethodResult) -> None:
@@ -265,7 +283,7 @@ def _save_result(run_dir: Path, settings: dict[str, Any], result: MethodResult) 
     write_json_atomic(run_dir / RESULT_FILE, {"settings": settings, "result": saved})
 
 
-def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, progress) -> MethodResult:
+def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, progress, log: Log = print) -> MethodResult:
     """QAT of one variant (a registered method, the paper's or a peer library's, or a variant of
     one) with QAT seed `seed`, through `api.quantize` (prepare + distill), then its best model on
     the test sets. A run directory that already holds the finished result of the same settings
@@ -273,7 +291,7 @@ def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, prog
     chosen = variant(name)
     qat = dataclasses.replace(job.qat, seed=seed)
     settings = _run_settings(job, teacher, name, bits, qat)
-    reused = _reused(run_dir, settings)
+    reused = _reused(run_dir, settings, log)
     if reused is not None:
         return reused
     task = _task(job, teacher, data_dir)
@@ -289,14 +307,14 @@ def quantize_with_method(job, teacher, name, bits, seed, run_dir, data_dir, prog
     return result
 
 
-def evaluate_untrained(job, teacher, name, bits, run_dir, data_dir) -> MethodResult:
+def evaluate_untrained(job, teacher, name, bits, run_dir, data_dir, log: Log = print) -> MethodResult:
     """An untrained variant: the teacher's student as `api.prepare` makes it, evaluated on
     testbed-select and the test sets without a step of training (the paper's Figure 1 regime).
     Its result is kept in `run_dir` like a trained run's, so a rerun or a resumed grid skips it."""
     chosen = variant(name)
     metric = job.testbed_task.metric
     settings = _run_settings(job, teacher, name, bits, None)
-    reused = _reused(run_dir, settings)
+    reused = _reused(run_dir, settings, log)
     if reused is not None:
         return dataclasses.replace(reused, run_dir=None)
 
@@ -402,10 +420,10 @@ def run_testbed(
         tests = ", ".join(job.test_sets)
         if seed is None:
             stage(f"{name} {bits}: no training, {SELECT_SPLIT} and {tests} test")
-            result = evaluate_untrained(job, teacher, name, bits, runs_dir / f"{name}-{bits}", data_dir)
+            result = evaluate_untrained(job, teacher, name, bits, runs_dir / f"{name}-{bits}", data_dir, log)
         else:
             stage(f"{name} {bits} seed {seed}: quantization-aware training, {job.qat.steps} steps, then {tests} test")
-            result = quantize_with_method(job, teacher, name, bits, seed, runs_dir / f"{name}-{bits}-seed{seed}", data_dir, progress)
+            result = quantize_with_method(job, teacher, name, bits, seed, runs_dir / f"{name}-{bits}-seed{seed}", data_dir, progress, log)
         results.append(result)
         log(
             f"{name} {bits}" + ("" if seed is None else f" seed {seed}") + ": "
