@@ -30,6 +30,8 @@ from .errors import InputFileError, MissingInputError, UsageError
 from .tokenization import TOKENIZER_GGUF
 
 GGUF_SOURCE_FILE = "gguf_source.json"
+# Part of the cache key: a change to how a GGUF file becomes a directory makes new copies.
+CONVERSION_VERSION = 1
 GGUF_MAGIC = b"GGUF"
 # GGUF architectures whose Transformers class quantgpt quantizes (a Mistral GGUF says "llama").
 GGUF_TEACHER_ARCHITECTURES = ("llama", "qwen2", "gpt2")
@@ -186,7 +188,25 @@ def _save_as_directory(path: Path, reader: Any, staging: Path) -> None:
         model.config.name_or_path = str(path)
         model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    _restore_pre_tokenizer(staging / "tokenizer.json", reader)
     write_tokenizer_gguf(reader, staging / TOKENIZER_GGUF)
+
+
+# llama.cpp pre-tokenizers whose splitting Transformers' GGUF conversion (5.25) does not rebuild:
+# name -> the pre-tokenizers to put before its byte-level step. SmolLM's tokenizer.json splits every
+# number character alone first (llama.cpp: "\p{N}" then GPT-2's regex); converted from the GGUF it
+# does not, and " 4 ½ months" then gets other ids than llama.cpp gives.
+PRE_TOKENIZER_STEPS = {"smollm": [{"type": "Digits", "individual_digits": True}]}
+
+
+def _restore_pre_tokenizer(tokenizer_json: Path, reader: Any) -> None:
+    field = reader.fields.get("tokenizer.ggml.pre")
+    steps = PRE_TOKENIZER_STEPS.get(field.contents() if field is not None else None)
+    if not steps:
+        return
+    spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [*steps, spec["pre_tokenizer"]]}
+    tokenizer_json.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
 
 
 def materialize_gguf(path: str | Path, role: str = "--model") -> Path:
@@ -200,7 +220,7 @@ def materialize_gguf(path: str | Path, role: str = "--model") -> Path:
     if not is_gguf_file(path):
         raise InputFileError(f"{role} {path}: not a GGUF file (it does not start with the GGUF magic)")
     digest = sha256_of(path)
-    target = cache_root() / "gguf" / f"{path.stem}-{digest[:16]}"
+    target = cache_root() / "gguf" / f"{path.stem}-{digest[:16]}-v{CONVERSION_VERSION}"
     if (target / GGUF_SOURCE_FILE).is_file():
         return target
     reader = read_gguf_header(path, role)

@@ -56,7 +56,10 @@ def _run_gguf(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "tensor_types": result.tensor_types}))
         return 0
     print(f"GGUF file written to {result.path} (run it with quantgpt generate {result.path} --prompt ...)")
-    print(f"  types      {', '.join(sorted(set(result.tensor_types.values())))}")
+    for kind in sorted(set(result.tensor_types.values())):
+        names = [name for name, tensor_type in result.tensor_types.items() if tensor_type == kind]
+        shown = ", ".join(names[:3]) + (f", ... ({len(names)} tensors)" if len(names) > 3 else "")
+        print(f"  {kind:10s} {shown}")
     print(f"  file       {result.file_bytes / MIB:10.2f} MiB")
     print(f"  fp32       {result.fp32_bytes / MIB:10.2f} MiB (4 bytes a parameter, tied once)")
     print(f"  ratio      {result.ratio:10.1f}x")
