@@ -50,10 +50,10 @@ def _llama_class() -> Any:
 def _weights_not_repacked() -> Iterator[None]:
     """Load without llama.cpp's extra CPU buffer types (its `--no-repack`).
 
-    With them, llama.cpp as built by llama-cpp-python 0.3.36 dies of SIGSEGV computing the logits
-    of every position of SmolLM2-135M (width 576), in its Q4_1 file as in ours (measured on this
-    AVX-512/AMX machine; one position at a time runs). llama-cpp-python has no flag for it, so its
-    default model parameters are wrapped while the model loads.
+    With them, llama.cpp as built by llama-cpp-python 0.3.36 dies of SIGSEGV on SmolLM2-135M (width
+    576): computing the logits of every position (its Q4_1 file as ours), and evaluating a prompt
+    of our Q4_0 export (measured on this AVX-512/AMX machine). llama-cpp-python has no flag for it,
+    so its default model parameters are wrapped while the model loads.
     """
     import llama_cpp
 
@@ -75,8 +75,8 @@ def _weights_not_repacked() -> Iterator[None]:
 def load_gguf(path: str | Path, *, threads: int | None = None, n_ctx: int = 0, logits_all: bool = False) -> Any:
     """A `llama_cpp.Llama` over the file; `n_ctx=0` takes the model's context length.
 
-    `logits_all=True` keeps the logits of every evaluated position (for scoring), not only the last;
-    the weights are then not repacked (see `_weights_not_repacked`).
+    `logits_all=True` keeps the logits of every evaluated position (for scoring), not only the last.
+    The weights are not repacked (see `_weights_not_repacked`).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -88,7 +88,7 @@ def load_gguf(path: str | Path, *, threads: int | None = None, n_ctx: int = 0, l
     Llama = _llama_class()
     threads = threads or os.cpu_count() or 1
     try:
-        with _weights_not_repacked() if logits_all else contextlib.nullcontext():
+        with _weights_not_repacked():
             return Llama(
                 model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                 logits_all=logits_all, verbose=False,
