@@ -4,6 +4,7 @@ crash, and replacing a whole directory so that a crash at any point leaves the o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -62,3 +63,12 @@ def recover_directory(final: Path) -> None:
     old = _aside(final)
     if old.exists() and not final.exists():
         os.replace(old, final)
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file, read in blocks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()

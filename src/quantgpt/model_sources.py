@@ -16,7 +16,6 @@ GGUF export of the quantized model carries the original tokenizer exactly. Every
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .durable import sha256_of
 from .errors import InputFileError, MissingInputError, UsageError
 from .tokenization import TOKENIZER_GGUF
 
@@ -81,14 +81,6 @@ def is_gguf_file(path: str | Path) -> bool:
         return False
     with open(path, "rb") as handle:
         return handle.read(4) == GGUF_MAGIC
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_model_source(name_or_path: str | Path, role: str = "--model") -> str:

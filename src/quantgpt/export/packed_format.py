@@ -26,7 +26,6 @@ with one line naming the tensor or field at fault. Only safetensors and JSON are
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -47,6 +46,7 @@ from quantgpt.export.packing import (
     unpack_codes,
 )
 
+from ..durable import sha256_of
 from ..errors import QuantgptError
 
 FORMAT_NAME = "quantgpt-packed"
@@ -269,14 +269,6 @@ def _storage_plan(entries: list[Entry]) -> tuple[dict[str, torch.Tensor], list[d
     return tensors, records
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
@@ -323,7 +315,7 @@ def write_packed(
     try:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
         _fsync(staging / WEIGHTS_FILE)
-        index["safetensors_sha256"] = _sha256(staging / WEIGHTS_FILE)
+        index["safetensors_sha256"] = sha256_of(staging / WEIGHTS_FILE)
         with open(staging / INDEX_FILE, "w", encoding="utf-8") as handle:
             json.dump(index, handle, indent=1, allow_nan=False)
             handle.flush()
@@ -503,7 +495,7 @@ def read_packed(
     handle = _open_weights(weights_path, max_weights_bytes)
     if verify_checksum:
         _require(
-            _sha256(weights_path) == index["safetensors_sha256"],
+            sha256_of(weights_path) == index["safetensors_sha256"],
             f"{WEIGHTS_FILE}: SHA-256 differs from the index (damaged, or from another export)",
         )
     with handle:
