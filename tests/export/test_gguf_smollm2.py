@@ -33,7 +33,8 @@ from quantgpt.serialization import load_quantized
 from quantgpt.tasks.language_modeling import load_lm_text
 from quantgpt.tokenization import load_decoder_tokenizer
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf-smollm2")]
+# The module fixture trains a 135M-parameter model on a core shared with the other worker: minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf-smollm2"), pytest.mark.timeout(1800)]
 
 BLOCK, EVAL_BLOCKS = 128, 4
 # bits -> (method, QAT steps, batch size)
