@@ -27,9 +27,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from .config import QuantConfig
 from .convert import quantize_model
-from .schemas import quant_config_from_saved
-
-QUANT_METHOD = "quantgpt"
+from .schemas import QUANT_METHOD, quant_config_from_saved
 
 
 class QuantgptQuantizationConfig(QuantizationConfigMixin):

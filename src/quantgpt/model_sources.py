@@ -105,8 +105,31 @@ def gguf_origin(directory: str | Path) -> dict[str, Any] | None:
     return read_json_object(record)
 
 
-def _tokenizer_fields(reader: Any) -> dict[str, Any]:
-    return {key: field for key, field in reader.fields.items() if key.startswith("tokenizer.")}
+TokenizerFields = dict[str, tuple[Any, Any, Any]]  # key -> (value, value type, array item type)
+
+
+def tokenizer_fields(reader: Any) -> TokenizerFields:
+    """Every `tokenizer.*` field of a GGUF file (a `gguf.GGUFReader`), with its types."""
+    import gguf
+
+    fields = {}
+    for key, field in reader.fields.items():
+        if key.startswith("tokenizer."):
+            value_type = field.types[0]
+            fields[key] = (field.contents(), value_type, field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None)
+    return fields
+
+
+def add_tokenizer_fields(writer: Any, fields: TokenizerFields) -> None:
+    """Write `tokenizer_fields`' output to a `gguf.GGUFWriter` unchanged."""
+    for key, (value, value_type, sub_type) in fields.items():
+        writer.add_key_value(key, value, value_type, sub_type=sub_type)
+
+
+def read_tokenizer_gguf(path: str | Path) -> TokenizerFields:
+    import gguf
+
+    return tokenizer_fields(gguf.GGUFReader(str(path)))
 
 
 def read_gguf_header(path: Path, role: str) -> Any:
@@ -137,25 +160,10 @@ def write_tokenizer_gguf(reader: Any, path: Path) -> None:
     import gguf
 
     writer = gguf.GGUFWriter(path, reader.fields["general.architecture"].contents())
-    for key, field in _tokenizer_fields(reader).items():
-        value_type = field.types[0]
-        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(key, field.contents(), value_type, sub_type=sub_type)
+    add_tokenizer_fields(writer, tokenizer_fields(reader))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.close()
-
-
-def read_tokenizer_gguf(path: str | Path) -> dict[str, tuple[Any, Any, Any]]:
-    """key -> (value, value type, array item type) of every `tokenizer.*` field of a GGUF file."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    fields = {}
-    for key, field in _tokenizer_fields(reader).items():
-        value_type = field.types[0]
-        fields[key] = (field.contents(), value_type, field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None)
-    return fields
 
 
 def _save_as_directory(path: Path, reader: Any, staging: Path) -> None:
@@ -239,6 +247,7 @@ __all__ = [
     "gguf_origin",
     "is_gguf_file",
     "materialize_gguf",
+    "add_tokenizer_fields",
     "read_tokenizer_gguf",
     "resolve_model_source",
 ]

@@ -11,19 +11,17 @@ GPT-2 and less for the others (trained more briefly). Then, on WikiText-2 test (
 - its perplexity on the same blocks is within 2% of `quantgpt evaluate`'s, evaluated with
   activation quantization off too (the same setting).
 
-In CI (env CI set) a missing llama-cpp-python fails the test; locally it skips.
+In CI (env CI set) a missing llama-cpp-python fails the test; locally it skips (`llama_cpp_checks`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
 
-import numpy as np
 import pytest
 import torch
+from llama_cpp_checks import MAX_KL, MAX_PERPLEXITY_GAP, MIN_TOP1, compare_with_llama_cpp, llama_cpp_module
 
 from quantgpt.cli import main
 from quantgpt.serialization import load_quantized
@@ -37,7 +35,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf-llama-cpp")]
 
 BLOCK = 128  # the model's context: llama.cpp scores each block in a fresh context of this size
 EVAL_BLOCKS = 24
-MAX_KL, MIN_TOP1, MAX_PERPLEXITY_GAP = 1e-3, 0.95, 0.02
 PROMPT = "The tower is"
 # family -> (finetune steps, quantize steps); Llama and Qwen2 briefly, to keep the file's CPU time down.
 FAMILIES = {"gpt2": (150, 60), "llama": (100, 40), "qwen2": (100, 40)}
@@ -45,13 +42,7 @@ FAMILIES = {"gpt2": (150, 60), "llama": (100, 40), "qwen2": (100, 40)}
 
 @pytest.fixture(scope="module")
 def llama_cpp():
-    try:
-        import llama_cpp
-    except ModuleNotFoundError:
-        if os.environ.get("CI"):
-            pytest.fail("llama-cpp-python is missing in CI: `make test` installs the .[gguf] extra")
-        pytest.skip("llama-cpp-python is not installed: pip install 'quantgpt[gguf]'")
-    return llama_cpp
+    return llama_cpp_module()
 
 
 def _data_flags(shared_data) -> list[str]:
@@ -153,25 +144,16 @@ def test_llama_cpp_tokenizes_to_our_ids(gguf_model, our_ids, test_text):
 
 
 def test_llama_cpp_matches_the_quantized_model_and_quantgpt_evaluate(gguf_model, trained_run, shared_data, our_ids, capsys):
-    from quantgpt.export.gguf_runtime import next_token_logits
-
-    llm = gguf_model[1]
     ids = torch.tensor(our_ids[: EVAL_BLOCKS * BLOCK]).view(EVAL_BLOCKS, BLOCK)  # the blocks quantgpt evaluate scores
     model = load_quantized(trained_run[1])  # activation quantization off: llama.cpp's setting
     with torch.no_grad():
-        ours = torch.log_softmax(model(ids).logits.double(), dim=-1)
-    theirs = torch.log_softmax(
-        torch.from_numpy(np.stack([next_token_logits(llm, block.tolist()) for block in ids])).double(), dim=-1
-    )
-    kl = (ours.exp() * (ours - theirs)).sum(-1)
-    top1 = (ours.argmax(-1) == theirs.argmax(-1)).double().mean()
-    assert ours.exp().max(-1).values.mean() > 20 / model.config.vocab_size  # a trained model, far from uniform
-    assert kl.mean() < MAX_KL, f"mean KL {kl.mean():.2e}"
+        confidence = torch.softmax(model(ids).logits, dim=-1).max(-1).values.mean()
+    assert confidence > 20 / model.config.vocab_size  # a trained model, far from uniform
+    kl, top1, llama_perplexity = compare_with_llama_cpp(gguf_model[1], model, ids)
+    assert kl < MAX_KL, f"mean KL {kl:.2e}"
     assert top1 >= MIN_TOP1, f"top-1 agreement {top1:.3f}"
 
     targets = ids[:, 1:]
-    nll = -theirs[:, :-1].gather(-1, targets.unsqueeze(-1)).sum()
-    llama_perplexity = math.exp(nll / targets.numel())
     capsys.readouterr()
     assert main(["evaluate", str(trained_run[1]), *_data_flags(shared_data), "--split", "test",
                  "--max-eval-examples", str(EVAL_BLOCKS), "--json"]) == 0
@@ -179,7 +161,7 @@ def test_llama_cpp_matches_the_quantized_model_and_quantgpt_evaluate(gguf_model,
     assert evaluated["tokens"] == targets.numel()  # the same blocks, every token but each block's first
     gap = abs(llama_perplexity / evaluated["perplexity"] - 1)
     with capsys.disabled():  # the README's figures: `pytest -s tests/export/test_gguf_llama_cpp.py`
-        print(f"\n{gguf_model[0].stem}: mean KL {kl.mean():.1e}, top-1 {top1:.2%}, perplexity llama.cpp "
+        print(f"\n{gguf_model[0].stem}: mean KL {kl:.1e}, top-1 {top1:.2%}, perplexity llama.cpp "
               f"{llama_perplexity:.3f} vs quantgpt evaluate {evaluated['perplexity']:.3f} (gap {gap:.3%})")
     assert gap < MAX_PERPLEXITY_GAP, f"llama.cpp {llama_perplexity:.2f} vs quantgpt evaluate {evaluated['perplexity']:.2f}"
 

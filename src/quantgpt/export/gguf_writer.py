@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..errors import InputFileError, OutputPathError, QuantgptError, UsageError
-from ..model_sources import is_gguf_file
+from ..model_sources import TokenizerFields, add_tokenizer_fields, is_gguf_file, read_tokenizer_gguf
 from ..serialization import load_quantized
 from .exporter import fp32_parameter_bytes, packed_entries, resolve_quantized_dir
 from .output_path import check_output_path, staged_output
@@ -405,7 +405,7 @@ class _TokenizerFields:
     the `tokenizer.*` fields of the GGUF file the model came from (`copied`, as they were), or a
     Transformers tokenizer as llama.cpp's converter writes it."""
 
-    copied: dict[str, tuple[Any, Any, Any]] | None = None
+    copied: TokenizerFields | None = None
     pre: str | None = None
     tokens: list[str] | None = None
     types: list[int] | None = None
@@ -416,8 +416,6 @@ def _tokenizer_fields(tokenizer: Any, vocab_size: int) -> _TokenizerFields:
     gguf = _gguf()
     vocabulary = getattr(tokenizer, "gguf_vocabulary", None)
     if vocabulary is not None:
-        from ..model_sources import read_tokenizer_gguf
-
         copied = read_tokenizer_gguf(vocabulary)
         tokens = copied.get("tokenizer.ggml.tokens", ([],))[0]
         if len(tokens) != vocab_size:
@@ -437,8 +435,7 @@ def _tokenizer_fields(tokenizer: Any, vocab_size: int) -> _TokenizerFields:
 
 def _add_tokenizer(writer: Any, fields: _TokenizerFields) -> None:
     if fields.copied is not None:
-        for key, (value, value_type, sub_type) in fields.copied.items():
-            writer.add_key_value(key, value, value_type, sub_type=sub_type)
+        add_tokenizer_fields(writer, fields.copied)
         return
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(fields.pre)
