@@ -111,3 +111,23 @@ def test_a_data_error_is_our_line_without_datasets_log(tmp_path, shared_data, li
     _one_error_line(capfd, ["quantize", "--teacher", str(tmp_path / "teacher"), "--output-dir", str(tmp_path / "run"),
                             "--tokenizer", str(shared_data / "gpt2-tokenizer"), "--block-size", "16", *data])
     assert [r.getMessage() for r in library_lines] == []
+
+
+def test_a_prompt_error_on_a_gguf_file_is_our_line_without_llama_cpp_s_log(tmp_path, gpt2_tokenizer, capfd):
+    """llama.cpp warns on load that its context (padded to 256) exceeds a 64-position model's; the
+    prompt error after it must be the only line."""
+    pytest.importorskip("llama_cpp")
+    import torch
+    from tiny_models import tiny_config
+    from transformers import GPT2LMHeadModel
+
+    from quantgpt import QuantConfig, quantize_model
+    from quantgpt.export import export_gguf
+
+    torch.manual_seed(0)
+    config = tiny_config("tiny", n_embd=64, n_head=2, n_positions=64, vocab_size=len(gpt2_tokenizer),
+                         bos_token_id=50256, eos_token_id=50256)
+    model = quantize_model(GPT2LMHeadModel(config).eval(), QuantConfig("quantgpt", "8-8-8"))
+    path = export_gguf(model, tmp_path / "tiny.gguf", tokenizer=gpt2_tokenizer).path
+    err = _one_error_line(capfd, ["generate", str(path), "--prompt", "word " * 100, "--max-new-tokens", "4"])
+    assert "exceed the model's context of 64" in err

@@ -100,6 +100,10 @@ def test_resume_accepts_the_same_folders_spelled_differently(run_copy, shared_da
     assert [r["event"] for r in read_metrics(run_copy) if r["kind"] == "event"] == ["resumed"]
 
 
+def edit_json(path: Path, **fields) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
 def wrong_rng_dtype(path: Path) -> None:
     tensors = load_file(path)
     save_file({**tensors, "torch": tensors["torch"].to(torch.int32)}, path)
@@ -111,7 +115,10 @@ def wrong_rng_dtype(path: Path) -> None:
         ("model.safetensors", truncate),
         ("rng-0.safetensors", wrong_rng_dtype),
         ("trainer_state.json", lambda path: path.write_text("{not json")),
+        ("trainer_state.json", lambda path: edit_json(path, best_metric="low")),
+        ("trainer_state.json", lambda path: edit_json(path, best_metrics=[1.0])),
     ],
+    ids=["model", "rng", "state-json", "state-metric-string", "state-metrics-list"],
 )
 def test_resume_from_a_damaged_checkpoint_is_an_error_naming_the_file(run_copy, shared_data, tokenizer_dir, capsys, name, damage):
     damage(run_copy / "checkpoints" / "step-2" / name)

@@ -11,6 +11,7 @@ saying how to install it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,11 +39,25 @@ def llama_cpp_available() -> bool:
     return True
 
 
+def _silence_llama_cpp_log() -> None:
+    """llama.cpp's own log off (QUANTGPT_DEBUG=1 keeps it): llama-cpp-python's callback, even with
+    verbose=False, prints continued lines and some warnings (a context longer than the model's
+    positions) to stderr, before the one line a user error gets. Its failures reach us as
+    exceptions, which say what went wrong."""
+    import llama_cpp
+
+    if os.environ.get("QUANTGPT_DEBUG") or getattr(_silence_llama_cpp_log, "callback", None) is not None:
+        return
+    _silence_llama_cpp_log.callback = llama_cpp.llama_log_callback(lambda level, text, user_data: None)  # kept alive
+    llama_cpp.llama_log_set(_silence_llama_cpp_log.callback, ctypes.c_void_p(0))
+
+
 def _llama_class() -> Any:
     try:
         from llama_cpp import Llama
     except ModuleNotFoundError:
         raise MissingLlamaCppError(f"running a .gguf file needs llama.cpp's Python binding: {INSTALL_HINT}") from None
+    _silence_llama_cpp_log()
     return Llama
 
 

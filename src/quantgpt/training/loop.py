@@ -42,6 +42,7 @@ from .optim import build_optimizer, build_scheduler, group_learning_rates
 from .run_dir import check_run_dir, create_run_dir
 from .task import Task, move_to_device
 from .trackers import TrackedMetricsLog, tracker_accelerator_kwargs
+from ..validators import is_int, is_number
 
 __all__ = ["RunState", "TrainResult", "TrainingModule", "check_run_dir", "make_accelerator", "optimizer_step", "train"]
 
@@ -215,6 +216,19 @@ class RunState:
                 f"{checkpoint / TRAINER_STATE}: lacks {', '.join(missing)}; the checkpoint is damaged: delete {checkpoint} "
                 "to resume from the checkpoint before it, or start a new --output-dir"
             )
+        fields = {
+            "step": lambda v: is_int(v) and v >= 0,
+            "best_metric": lambda v: v is None or is_number(v),
+            "best_step": lambda v: v is None or (is_int(v) and v >= 0),
+            "best_metrics": lambda v: v is None or (isinstance(v, dict) and all(is_number(x) or x is None for x in v.values())),
+            "last_eval": lambda v: v is None or isinstance(v, dict),
+        }
+        for name, allowed in fields.items():
+            if not allowed(saved[name]):
+                raise InputFileError(
+                    f"{checkpoint / TRAINER_STATE}: {name}={saved[name]!r} is not allowed; the checkpoint is damaged: "
+                    f"delete {checkpoint} to resume from the checkpoint before it, or start a new --output-dir"
+                )
         return cls(**{name: saved[name] for name in names})
 
     def improves(self, value: float, greater_is_better: bool) -> bool:
