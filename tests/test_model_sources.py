@@ -81,3 +81,30 @@ def test_a_missing_model_package_names_the_install_command(tmp_path, monkeypatch
 def test_directories_and_hub_names_pass_through_unchanged(tmp_path):
     assert resolve_model_source(str(tmp_path)) == str(tmp_path)
     assert resolve_model_source("gpt2") == "gpt2"
+
+
+def test_an_unwritable_cache_is_one_line_and_a_killed_conversion_s_leftovers_go(tmp_path, shared_data, monkeypatch, capsys):
+    """A cache folder under a file is an error naming QUANTGPT_CACHE; a staging folder left by a
+    killed conversion (our naming) is removed by the next one, another folder is kept."""
+    from quantgpt import model_sources
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("QUANTGPT_CACHE", str(blocker / "cache"))
+    source = write_gguf(tmp_path / "model.gguf", "llama")
+    assert quantize_with_teacher(source, tmp_path, shared_data) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "set QUANTGPT_CACHE to a writable folder" in err[0], err
+
+    monkeypatch.setenv("QUANTGPT_CACHE", str(tmp_path / "cache"))
+    target = model_sources.cache_root() / "gguf" / f"model-{model_sources.sha256_of(source)[:16]}-v{model_sources.CONVERSION_VERSION}"
+    leftover, kept = target.parent / f".{target.name}.tmp-abcd1234", target.parent / "mine"
+    leftover.mkdir(parents=True)
+    kept.mkdir()
+
+    def convert(path, reader, staging):  # stands in for Transformers' loading
+        (staging / "config.json").write_text("{}")
+
+    monkeypatch.setattr(model_sources, "_save_as_directory", convert)
+    assert model_sources.materialize_gguf(source) == target
+    assert not leftover.exists() and kept.is_dir() and (target / model_sources.GGUF_SOURCE_FILE).is_file()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .durable import sha256_of
-from .errors import InputFileError, MissingInputError, UsageError
+from .errors import InputFileError, MissingInputError, OutputPathError, UsageError
 from .tokenization import TOKENIZER_GGUF
 
 GGUF_SOURCE_FILE = "gguf_source.json"
@@ -224,9 +224,13 @@ def materialize_gguf(path: str | Path, role: str = "--model") -> Path:
     if (target / GGUF_SOURCE_FILE).is_file():
         return target
     reader = read_gguf_header(path, role)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    from .export.output_path import remove_leftovers  # export imports this module
+
+    staging = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(target)  # what a killed conversion left (hundreds of MB)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         _save_as_directory(path, reader, staging)
         source = {"file": str(path.resolve()), "sha256": digest, "architecture": reader.fields["general.architecture"].contents()}
         (staging / GGUF_SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
@@ -235,8 +239,14 @@ def materialize_gguf(path: str | Path, role: str = "--model") -> Path:
         except OSError:
             if not (target / GGUF_SOURCE_FILE).is_file():  # not another process's finished copy
                 raise
+    except OSError as error:  # a cache folder under a file, read-only, or a full disk
+        raise OutputPathError(
+            f"{role} {path}: cannot write its converted copy under {target.parent} ({error.strerror or error}); "
+            "set QUANTGPT_CACHE to a writable folder with room for it"
+        ) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
