@@ -131,3 +131,26 @@ def test_a_prompt_error_on_a_gguf_file_is_our_line_without_llama_cpp_s_log(tmp_p
     path = export_gguf(model, tmp_path / "tiny.gguf", tokenizer=gpt2_tokenizer).path
     err = _one_error_line(capfd, ["generate", str(path), "--prompt", "word " * 100, "--max-new-tokens", "4"])
     assert "exceed the model's context of 64" in err
+
+
+def test_a_fresh_model_takes_its_tokenizer_s_special_ids_and_loads_without_warnings(tmp_path, shared_data, library_lines, capfd):
+    """GPT-2's config names token 50256 for bos/eos; beside a 512-token tokenizer the model would hold
+    ids outside its vocabulary and Transformers would warn on every later load."""
+    import json
+
+    from quantgpt.cli import main
+    from quantgpt.tasks.language_modeling import load_lm_text
+    from quantgpt.testbed.tokenizer import save_tokenizer, train_bpe_tokenizer
+
+    tokenizer = train_bpe_tokenizer(load_lm_text("wikitext-2", "valid", shared_data)[:400], vocab_size=512)
+    save_tokenizer(tokenizer, tmp_path / "tokenizer")
+    data = ["--task", "lm", "--dataset", "wikitext-2", "--data-dir", str(shared_data), "--block-size", "32"]
+    assert main(["finetune", "--model-config", "tiny", "--tokenizer", str(tmp_path / "tokenizer"), *data,
+                 "--train-split", "testbed-train", "--eval-split", "testbed-select", "--max-steps", "1",
+                 "--max-eval-examples", "2", "--no-progress", "--output-dir", str(tmp_path / "run")]) == 0
+    config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert config["bos_token_id"] == config["eos_token_id"] == tokenizer.eos_token_id < 512
+    capfd.readouterr()
+    assert main(["evaluate", str(tmp_path / "run" / "best"), *data, "--max-eval-examples", "2", "--json"]) == 0
+    assert capfd.readouterr().err == ""
+    assert [r.getMessage() for r in library_lines] == []

@@ -34,7 +34,7 @@ from .convert import quantize_model
 from .export import export_gguf, export_packed
 from .training.config import TrainingConfig
 from .training.loop import TrainResult, make_accelerator, train
-from .model_configs import load_model_config
+from .model_configs import SPECIAL_TOKEN_IDS, load_model_config
 from .model_sources import gguf_origin, resolve_model_source
 from .training.models import check_model_source, fresh_model, freeze, pretrained_model, saved_model
 from .training.objectives import ObjectiveConfig, build_objective
@@ -86,7 +86,8 @@ def finetune(
         model = resolve_model_source(model, "--model")
         check_model_source(model, "--model")
     else:
-        config = load_model_config(model_config, vocab_size=len(task.tokenizer))
+        tokens = {name: getattr(task.tokenizer, name, None) for name in SPECIAL_TOKEN_IDS}
+        config = load_model_config(model_config, vocab_size=len(task.tokenizer), special_token_ids=tokens)
     _check_data(task, training)
     set_seed(training.seed)  # a fresh model's initialization is part of the run
     if model is not None:

@@ -70,11 +70,19 @@ TINY_CONFIGS = {
 }
 
 
-def load_model_config(name_or_path: str | Path, vocab_size: int | None = None) -> PretrainedConfig:
+SPECIAL_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def load_model_config(
+    name_or_path: str | Path, vocab_size: int | None = None, special_token_ids: dict[str, int | None] | None = None
+) -> PretrainedConfig:
     """A fresh named config ("gpt2", "bart-base", or a tiny one: "tiny", "tiny-bart", "tiny-llama",
     "tiny-qwen2", "tiny-opt"), or the checked config of a JSON file (any name) or of a directory's
-    config.json. `vocab_size` (the tokenizer's) replaces the config's. Anything else is refused in
-    one line (MissingInputError), as are damaged or impossible config files (InputFileError)."""
+    config.json. `vocab_size` (the tokenizer's) replaces the config's; a special token id the new
+    vocabulary does not hold (GPT-2's 50256 beside a 512-token tokenizer, which Transformers warns
+    about on every load) becomes the tokenizer's id for that role (`special_token_ids`) or None.
+    Anything else is refused in one line (MissingInputError), as are damaged or impossible config
+    files (InputFileError)."""
     known = {**KNOWN_CONFIGS, **TINY_CONFIGS}
     if name_or_path in known:
         config = known[name_or_path]()
@@ -88,7 +96,11 @@ def load_model_config(name_or_path: str | Path, vocab_size: int | None = None) -
         config = read_model_config(path)
     if vocab_size is not None:
         config.vocab_size = vocab_size
+        for name in SPECIAL_TOKEN_IDS:
+            value = getattr(config, name, None)
+            if isinstance(value, int) and not 0 <= value < vocab_size:
+                setattr(config, name, (special_token_ids or {}).get(name))
     return config
 
 
-__all__ = ["KNOWN_CONFIGS", "TINY_CONFIGS", "NamedConfig", "load_model_config"]
+__all__ = ["KNOWN_CONFIGS", "SPECIAL_TOKEN_IDS", "TINY_CONFIGS", "NamedConfig", "load_model_config"]
