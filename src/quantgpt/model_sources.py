@@ -16,6 +16,7 @@ GGUF export of the quantized model carries the original tokenizer exactly. Every
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import json
 import os
@@ -89,6 +90,9 @@ def resolve_model_source(name_or_path: str | Path, role: str = "--model") -> str
     text = str(name_or_path)
     if text in EMBEDDED_MODELS:
         return str(materialize_gguf(EMBEDDED_MODELS[text].path(), role))
+    close = difflib.get_close_matches(text, EMBEDDED_MODELS, n=1, cutoff=0.7)
+    if close and "/" not in text and not Path(text).expanduser().exists():  # not a hub name to wait minutes for
+        raise UsageError(f"{role} {text}: not a model quantgpt knows by name; did you mean {close[0]}?")
     path = Path(text).expanduser()
     if text.endswith(".gguf") or is_gguf_file(path):
         return str(materialize_gguf(path, role))
